@@ -1,0 +1,32 @@
+"""Classical mapping: the domain's plain classes are mapped onto the Core tables, so the domain
+imports nothing of SQLAlchemy."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy.orm import registry
+
+from writeback.adapters.db import tables
+from writeback.domain import model
+
+_registry = registry()
+_lock = threading.Lock()
+_mapped = False
+
+
+def start_mappers() -> None:
+    """Map once per process; safe to call from every composition root."""
+    global _mapped
+    with _lock:
+        if _mapped:
+            return
+        _registry.map_imperatively(model.Account, tables.accounts)
+        _registry.map_imperatively(model.User, tables.users)
+        _registry.map_imperatively(model.ApiToken, tables.api_tokens)
+        _registry.map_imperatively(model.AccountSettings, tables.account_settings)
+        _registry.map_imperatively(model.PsaConnection, tables.psa_connections)
+        _registry.map_imperatively(model.AiSession, tables.ai_sessions)
+        _registry.map_imperatively(model.WritebackJob, tables.writeback_jobs)
+        _registry.map_imperatively(model.JobEvent, tables.job_events)
+        _mapped = True

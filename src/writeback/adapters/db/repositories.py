@@ -1,0 +1,214 @@
+"""SQLAlchemy implementations of the domain's repositories and unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback.adapters.db import tables
+from writeback.domain.errors import JobInFlight
+from writeback.domain.model import (
+    IN_FLIGHT_STATES,
+    Account,
+    AccountSettings,
+    AiSession,
+    ApiToken,
+    JobEvent,
+    JobState,
+    PsaConnection,
+    Step,
+    User,
+    WritebackJob,
+)
+
+jobs_t = tables.writeback_jobs
+_IN_FLIGHT = [str(s) for s in IN_FLIGHT_STATES]
+
+
+def _owned(session: Session, cls: Any, key: Any, account_id: int | None) -> Any:
+    obj = session.get(cls, key)
+    if obj is None or (account_id is not None and obj.account_id != account_id):
+        return None  # another account's object is answered like a missing one
+    return obj
+
+
+class SqlAccountRepository:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add_account(self, account: Account) -> None:
+        self._s.add(account)
+        self._s.flush()
+
+    def get_account(self, account_id: int) -> Account | None:
+        return self._s.get(Account, account_id)
+
+    def add_user(self, user: User) -> None:
+        self._s.add(user)
+        self._s.flush()
+
+    def add_token(self, token: ApiToken) -> None:
+        self._s.add(token)
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        return self._s.scalars(sa.select(ApiToken).filter_by(token_hash=token_hash)).first()
+
+    def settings(self, account_id: int) -> AccountSettings | None:
+        return self._s.get(AccountSettings, account_id)
+
+    def add_settings(self, settings: AccountSettings) -> None:
+        self._s.add(settings)
+
+
+class SqlConnectionRepository:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, connection: PsaConnection) -> None:
+        self._s.add(connection)
+        self._s.flush()
+
+    def get(self, connection_id: int, account_id: int | None = None) -> PsaConnection | None:
+        return _owned(self._s, PsaConnection, connection_id, account_id)  # type: ignore[no-any-return]
+
+
+class SqlSessionRepository:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, session: AiSession) -> None:
+        self._s.add(session)
+        self._s.flush()
+
+    def get(self, session_id: int, account_id: int | None = None) -> AiSession | None:
+        return _owned(self._s, AiSession, session_id, account_id)  # type: ignore[no-any-return]
+
+
+class SqlJobRepository:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def add(self, job: WritebackJob) -> None:
+        self._s.add(job)
+        try:
+            self._s.flush()
+        except IntegrityError:
+            # The partial unique index refused a second in-flight job for this session: the
+            # transaction is void, so roll back and report the job that won.
+            self._s.rollback()
+            winner = self.in_flight_for_session(job.session_id)
+            raise JobInFlight(winner.id if winner else "unknown") from None
+
+    def get(self, job_id: str, account_id: int | None = None) -> WritebackJob | None:
+        return _owned(self._s, WritebackJob, job_id, account_id)  # type: ignore[no-any-return]
+
+    def in_flight_for_session(self, session_id: int) -> WritebackJob | None:
+        query = sa.select(WritebackJob).where(
+            jobs_t.c.session_id == session_id, jobs_t.c.state.in_(_IN_FLIGHT)
+        )
+        return self._s.scalars(query).first()
+
+    def claim(
+        self, job_id: str, step: Step, delivery_id: str, now: datetime, lease_until: datetime
+    ) -> bool:
+        stmt = (
+            sa.update(jobs_t)
+            .where(
+                jobs_t.c.id == job_id,
+                jobs_t.c.step == str(step),
+                jobs_t.c.state.in_(_IN_FLIGHT),
+                # unowned, a redelivery of our own message, or an owner whose lease ran out
+                sa.or_(
+                    jobs_t.c.delivery_id.is_(None),
+                    jobs_t.c.delivery_id == delivery_id,
+                    jobs_t.c.due_at <= now,
+                ),
+            )
+            .values(
+                state=str(JobState.RUNNING),
+                attempts=jobs_t.c.attempts + 1,
+                delivery_id=delivery_id,
+                due_at=lease_until,
+                updated_at=now,
+            )
+        )
+        return self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+    def due(self, now: datetime, limit: int) -> Sequence[WritebackJob]:
+        query = (
+            sa.select(WritebackJob)
+            .where(jobs_t.c.state.in_(_IN_FLIGHT), jobs_t.c.due_at <= now)
+            .order_by(jobs_t.c.due_at)
+            .limit(limit)
+        )
+        return self._s.scalars(query).all()
+
+    def mark_redelivered(self, job_id: str, now: datetime, due_at: datetime) -> bool:
+        stmt = (
+            sa.update(jobs_t)
+            .where(jobs_t.c.id == job_id, jobs_t.c.state.in_(_IN_FLIGHT), jobs_t.c.due_at <= now)
+            .values(
+                delivery_id=None,
+                due_at=due_at,
+                redeliveries=jobs_t.c.redeliveries + 1,
+                updated_at=now,
+            )
+        )
+        return self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+    def fail_lost(self, job_id: str, now: datetime, message: str) -> bool:
+        stmt = (
+            sa.update(jobs_t)
+            .where(jobs_t.c.id == job_id, jobs_t.c.state.in_(_IN_FLIGHT), jobs_t.c.due_at <= now)
+            .values(
+                state=str(JobState.FAILED),
+                error_code="delivery_lost",
+                error_message=message,
+                delivery_id=None,
+                due_at=None,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+        return self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+    def add_event(self, event: JobEvent) -> None:
+        self._s.add(event)
+
+    def events(self, job_id: str) -> Sequence[JobEvent]:
+        query = sa.select(JobEvent).filter_by(job_id=job_id).order_by(tables.job_events.c.id)
+        return self._s.scalars(query).all()
+
+
+class SqlAlchemyUnitOfWork:
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+
+    def __enter__(self) -> SqlAlchemyUnitOfWork:
+        self._session = self._factory()
+        self.accounts = SqlAccountRepository(self._session)
+        self.connections = SqlConnectionRepository(self._session)
+        self.sessions = SqlSessionRepository(self._session)
+        self.jobs = SqlJobRepository(self._session)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._session.rollback()  # whatever was not committed explicitly is dropped
+        self._session.close()
+
+    def commit(self) -> None:
+        self._session.commit()
+
+    def rollback(self) -> None:
+        self._session.rollback()

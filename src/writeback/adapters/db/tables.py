@@ -1,0 +1,169 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create it; the ORM maps onto it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+IN_FLIGHT = "state IN ('queued', 'running', 'retrying')"
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _fk(target: str) -> sa.ForeignKey:
+    return sa.ForeignKey(target, ondelete="CASCADE")
+
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.Integer, _fk("accounts.id"), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.Integer, _fk("accounts.id"), nullable=False),
+    sa.Column("user_id", sa.Integer, _fk("users.id"), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+account_settings = sa.Table(
+    "account_settings",
+    metadata,
+    sa.Column("account_id", sa.Integer, _fk("accounts.id"), primary_key=True),
+    sa.Column("cw_resolved_status_id", sa.Integer, nullable=True),
+    sa.Column("cw_escalated_status_id", sa.Integer, nullable=True),
+)
+
+psa_connections = sa.Table(
+    "psa_connections",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.Integer, _fk("accounts.id"), nullable=False, index=True),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("site_url", sa.String(500), nullable=False),
+    sa.Column("company_id", sa.String(200), nullable=False),
+    sa.Column("credentials_encrypted", sa.LargeBinary, nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+ai_sessions = sa.Table(
+    "ai_sessions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.Integer, _fk("accounts.id"), nullable=False, index=True),
+    sa.Column("user_id", sa.Integer, _fk("users.id"), nullable=False),
+    sa.Column("session_type", sa.String(40), nullable=False),
+    sa.Column("intake_type", sa.String(40), nullable=False),
+    sa.Column("intake_content", JSON, nullable=False),
+    sa.Column("conversation_messages", JSON, nullable=False),
+    sa.Column("psa_connection_id", sa.Integer, sa.ForeignKey("psa_connections.id"), nullable=True),
+    sa.Column("psa_ticket_id", sa.String(64), nullable=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("state_version", sa.Integer, nullable=False),
+    sa.Column("resolution_note_markdown", sa.Text, nullable=True),
+    sa.Column("escalation_package_markdown", sa.Text, nullable=True),
+    sa.Column("resolved_at", UtcDateTime, nullable=True),
+    sa.Column("escalated_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+writeback_jobs = sa.Table(
+    "writeback_jobs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", sa.Integer, _fk("accounts.id"), nullable=False),
+    sa.Column("session_id", sa.Integer, _fk("ai_sessions.id"), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("step", sa.String(30), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("markdown", sa.Text, nullable=True),
+    sa.Column("outcome", sa.String(30), nullable=True),
+    sa.Column("external_id", sa.String(64), nullable=True),
+    sa.Column("target_status_id", sa.Integer, nullable=True),
+    sa.Column("verified_status_id", sa.Integer, nullable=True),
+    sa.Column("verified_status_name", sa.String(200), nullable=True),
+    sa.Column("status_transition_skipped_reason", sa.Text, nullable=True),
+    sa.Column("error_code", sa.String(60), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("post_started_at", UtcDateTime, nullable=True),
+    sa.Column("delivery_id", sa.String(200), nullable=True),
+    sa.Column("redeliveries", sa.Integer, nullable=False),
+    sa.Column("due_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Index("ix_writeback_jobs_account_created", "account_id", "created_at"),
+    # One in-flight job per session, decided by the database rather than check-then-insert.
+    sa.Index(
+        "uq_writeback_jobs_session_in_flight",
+        "session_id",
+        unique=True,
+        postgresql_where=sa.text(IN_FLIGHT),
+        sqlite_where=sa.text(IN_FLIGHT),
+    ),
+    # The sweeper's scan touches only in-flight rows, however large the table grows.
+    sa.Index(
+        "ix_writeback_jobs_due",
+        "due_at",
+        postgresql_where=sa.text(IN_FLIGHT),
+        sqlite_where=sa.text(IN_FLIGHT),
+    ),
+)
+
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.String(36), _fk("writeback_jobs.id"), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("step", sa.String(30), nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("detail", JSON, nullable=False),
+    sa.Index("ix_job_events_job_id", "job_id", "id"),
+)

@@ -1,0 +1,56 @@
+"""The PSA providers we speak to, keyed by name, built explicitly by the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from writeback.adapters.crypto import FernetSealer
+from writeback.adapters.psa import connectwise
+from writeback.adapters.psa.http import HttpClient
+from writeback.domain.model import PsaConnection
+from writeback.domain.ports import PsaProvider
+from writeback.domain.site_url import check_site_url
+
+# (connection, opened credentials) -> provider
+Builder = Callable[[PsaConnection, dict[str, str]], PsaProvider]
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    credential_fields: tuple[str, ...]
+    build: Builder
+
+
+class ProviderRegistry:
+    def __init__(
+        self, specs: Mapping[str, ProviderSpec], *, sealer: FernetSealer, allow_private_hosts: bool
+    ) -> None:
+        self._specs = dict(specs)
+        self._sealer = sealer
+        self._allow_private = allow_private_hosts
+
+    def credential_fields(self, provider: str) -> tuple[str, ...] | None:
+        spec = self._specs.get(provider)
+        return spec.credential_fields if spec else None
+
+    def build(self, connection: PsaConnection) -> PsaProvider:
+        # The site URL is judged again at connect time: settings may have changed since.
+        check_site_url(connection.site_url, allow_private=self._allow_private)
+        spec = self._specs[connection.provider]
+        return spec.build(connection, self._sealer.open(connection.credentials_encrypted))
+
+
+def default_specs(http: HttpClient) -> dict[str, ProviderSpec]:
+    codebases = connectwise.CodebaseCache()
+
+    def build_connectwise(connection: PsaConnection, credentials: dict[str, str]) -> PsaProvider:
+        return connectwise.ConnectWiseProvider(
+            site_url=connection.site_url,
+            company_id=connection.company_id,
+            credentials=credentials,
+            http=http,
+            codebases=codebases,
+        )
+
+    return {"connectwise": ProviderSpec(connectwise.CREDENTIAL_FIELDS, build_connectwise)}

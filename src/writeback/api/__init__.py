@@ -1,0 +1,25 @@
+"""The Flask app factory: thin routes over the domain services."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from writeback import bootstrap
+from writeback.api import account_settings, connections, errors, jobs, sessions
+
+
+def create_app(container: bootstrap.Container | None = None) -> Flask:
+    container = container or bootstrap.build()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = container.settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["writeback"] = container
+    errors.register(app)
+    for blueprint in (connections.bp, account_settings.bp, sessions.bp, jobs.bp):
+        app.register_blueprint(blueprint)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

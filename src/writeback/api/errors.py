@@ -1,0 +1,102 @@
+"""RFC 9457 problem details: every error leaves the API in this one shape, from one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from writeback.domain.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    JobInFlight,
+    NotFound,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response:
+    body = {
+        "type": f"urn:psa-writeback:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    response = jsonify(body)
+    response.status_code = status
+    response.content_type = PROBLEM_JSON
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="psa-writeback"'
+    return response
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location) or "body"
+
+
+def _validation_error(exc: ValidationError) -> Response:
+    errors = [{"field": _field_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+    fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+    return problem(
+        422,
+        "validation_error",
+        "Unprocessable Content",
+        f"Invalid value for: {fields}.",
+        errors=errors,
+    )
+
+
+def _domain_error(exc: DomainError) -> Response:
+    if isinstance(exc, InvalidInput):
+        return problem(
+            422,
+            "validation_error",
+            "Unprocessable Content",
+            exc.message,
+            errors=[{"field": exc.field, "message": exc.message}],
+        )
+    if isinstance(exc, NotFound):
+        return problem(404, "not_found", "Not Found", exc.message)
+    if isinstance(exc, Unauthorized):
+        return problem(401, exc.code, "Unauthorized", exc.message)
+    if isinstance(exc, JobInFlight):
+        return problem(
+            409,
+            exc.code,
+            "Conflict",
+            exc.message,
+            job_id=exc.job_id,
+            status_url=f"/api/v1/jobs/{exc.job_id}",
+        )
+    if isinstance(exc, Conflict):
+        return problem(409, exc.code, "Conflict", exc.message)
+    log.error("unmapped domain error %s", type(exc).__name__)
+    return problem(500, "internal_error", "Internal Server Error", "An unexpected error occurred.")
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return problem(status, code, exc.name or "Error", exc.description or exc.name or "")
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return problem(500, "internal_error", "Internal Server Error", "An unexpected error occurred.")
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(ValidationError, _validation_error)
+    app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

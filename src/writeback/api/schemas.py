@@ -1,0 +1,128 @@
+"""Request schemas (pydantic: per-field 422 errors) and response shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from writeback.domain.model import AccountSettings, AiSession, JobEvent, PsaConnection, WritebackJob
+
+Text200 = Field(min_length=1, max_length=200)
+MAX_MARKDOWN = 100_000
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ConnectionIn(Strict):
+    provider: str = Field(min_length=1, max_length=40)
+    site_url: str = Field(min_length=1, max_length=500)
+    company_id: str = Text200
+    credentials: dict[str, str] = Field(max_length=20)
+
+    @field_validator("credentials")
+    @classmethod
+    def _bounded(cls, value: dict[str, str]) -> dict[str, str]:
+        if any(len(k) > 100 or len(v) > 4096 for k, v in value.items()):
+            raise ValueError("credential keys and values must be short strings")
+        return value
+
+
+class SettingsIn(Strict):
+    cw_resolved_status_id: int | None = Field(default=None, gt=0)
+    cw_escalated_status_id: int | None = Field(default=None, gt=0)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=50_000)
+
+
+class SessionIn(BaseModel):
+    # Clients send extra session fields the writeback does not use; they are ignored.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    session_type: str = Field(default="chat", min_length=1, max_length=40)
+    intake_type: str = Field(default="free_text", min_length=1, max_length=40)
+    intake_content: dict[str, Any] = Field(default_factory=dict)
+    conversation_messages: list[Message] = Field(default_factory=list, max_length=2000)
+    psa_connection_id: int | None = Field(default=None, gt=0)
+    psa_ticket_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("psa_ticket_id", mode="before")
+    @classmethod
+    def _ticket_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class WritebackIn(Strict):
+    markdown: str | None = Field(default=None, min_length=1, max_length=MAX_MARKDOWN)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def connection_out(c: PsaConnection) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "provider": c.provider,
+        "site_url": c.site_url,
+        "company_id": c.company_id,
+        "is_active": c.is_active,
+        "created_at": _iso(c.created_at),
+    }
+
+
+def settings_out(s: AccountSettings) -> dict[str, Any]:
+    return {
+        "cw_resolved_status_id": s.cw_resolved_status_id,
+        "cw_escalated_status_id": s.cw_escalated_status_id,
+    }
+
+
+def session_out(s: AiSession) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "session_type": s.session_type,
+        "intake_type": s.intake_type,
+        "intake_content": s.intake_content,
+        "conversation_messages": s.conversation_messages,
+        "status": s.status,
+        "state_version": s.state_version,
+        "psa_connection_id": s.psa_connection_id,
+        "psa_ticket_id": s.psa_ticket_id,
+        "resolution_note_markdown": s.resolution_note_markdown,
+        "escalation_package_markdown": s.escalation_package_markdown,
+        "resolved_at": _iso(s.resolved_at),
+        "escalated_at": _iso(s.escalated_at),
+        "created_at": _iso(s.created_at),
+        "updated_at": _iso(s.updated_at),
+    }
+
+
+def job_out(j: WritebackJob) -> dict[str, Any]:
+    return {
+        "id": j.id,
+        "kind": j.kind,
+        "session_id": j.session_id,
+        "state": j.state,
+        "step": j.step,
+        "attempts": j.attempts,
+        "outcome": j.outcome,
+        "external_id": j.external_id,
+        "verified_status_id": j.verified_status_id,
+        "verified_status_name": j.verified_status_name,
+        "status_transition_skipped_reason": j.status_transition_skipped_reason,
+        "error": j.error,
+        "created_at": _iso(j.created_at),
+        "updated_at": _iso(j.updated_at),
+        "finished_at": _iso(j.finished_at),
+    }
+
+
+def event_out(e: JobEvent) -> dict[str, Any]:
+    return {"at": _iso(e.at), "step": e.step, "event": e.event, "detail": e.detail}

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from flask import Blueprint
+
+from writeback.api.context import authenticate_request, body, container, principal
+from writeback.api.schemas import SessionIn, WritebackIn, session_out
+from writeback.domain import services
+from writeback.domain.model import JobKind, utcnow
+
+bp = Blueprint("ai_sessions", __name__, url_prefix="/api/v1/ai-sessions")
+bp.before_request(authenticate_request)
+
+# URL segment -> the kind of writeback it starts
+WRITEBACK_ROUTES = {"resolution-note": JobKind.RESOLVE, "escalation-package": JobKind.ESCALATE}
+
+
+@bp.post("")
+def create() -> tuple[dict[str, object], int]:
+    data = body(SessionIn)
+    session = services.create_session(
+        principal(),
+        session_type=data.session_type,
+        intake_type=data.intake_type,
+        intake_content=data.intake_content,
+        conversation_messages=[m.model_dump() for m in data.conversation_messages],
+        psa_connection_id=data.psa_connection_id,
+        psa_ticket_id=data.psa_ticket_id,
+        uow=container().uow,
+        clock=utcnow,
+    )
+    return session_out(session), 201
+
+
+@bp.get("/<int:session_id>")
+def show(session_id: int) -> dict[str, object]:
+    return session_out(services.get_session(principal(), session_id, uow=container().uow))
+
+
+@bp.post("/<int:session_id>/<any(resolution-note, escalation-package):document>/post")
+def post_writeback(session_id: int, document: str) -> tuple[dict[str, object], int, dict[str, str]]:
+    data, c = body(WritebackIn), container()
+    job = services.request_writeback(
+        principal(),
+        session_id,
+        WRITEBACK_ROUTES[document],
+        data.markdown,
+        uow=c.uow,
+        queue=c.queue,
+        clock=utcnow,
+        enqueue_grace=c.settings.retry.enqueue_grace,
+    )
+    status_url = f"/api/v1/jobs/{job.id}"
+    return {"job_id": job.id, "status_url": status_url}, 202, {"Location": status_url}

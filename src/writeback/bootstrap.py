@@ -1,0 +1,88 @@
+"""The composition root: the one place that reads settings and builds engines, clients and
+services. Nothing here runs at import time; each process builds its own container after fork."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import sqlalchemy as sa
+from celery import Celery
+
+from writeback.adapters.crypto import FernetSealer, load_or_create_key_file
+from writeback.adapters.db.engine import create_engine, session_factory
+from writeback.adapters.db.orm import start_mappers
+from writeback.adapters.db.repositories import SqlAlchemyUnitOfWork
+from writeback.adapters.llm.offline import OfflineDrafter
+from writeback.adapters.psa.http import HttpClient
+from writeback.adapters.psa.registry import ProviderRegistry, default_specs
+from writeback.adapters.queue import CeleryJobQueue, create_celery_app
+from writeback.config import Settings, load_settings
+from writeback.domain.model import utcnow
+from writeback.domain.pipeline import WritebackPipeline
+from writeback.domain.ports import Drafter, UnitOfWorkFactory
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: sa.Engine
+    uow: UnitOfWorkFactory
+    sealer: FernetSealer
+    registry: ProviderRegistry
+    celery: Celery
+    queue: CeleryJobQueue
+    drafter: Drafter
+
+    def pipeline(self) -> WritebackPipeline:
+        return WritebackPipeline(
+            uow=self.uow,
+            registry=self.registry,
+            drafter=self.drafter,
+            policy=self.settings.retry,
+            clock=utcnow,
+            sleep=time.sleep,
+        )
+
+
+def build(settings: Settings | None = None, *, celery_app: Celery | None = None) -> Container:
+    settings = settings or load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    start_mappers()
+    engine = create_engine(settings.database_url)
+    keys = settings.secret_keys or (load_or_create_key_file(settings.secret_key_file),)
+    sealer = FernetSealer(keys)
+    registry = ProviderRegistry(
+        default_specs(HttpClient(settings.psa_timeout)),
+        sealer=sealer,
+        allow_private_hosts=settings.allow_private_psa_hosts,
+    )
+    celery = celery_app or create_celery_app(settings)
+    return Container(
+        settings=settings,
+        engine=engine,
+        uow=partial(SqlAlchemyUnitOfWork, session_factory(engine)),
+        sealer=sealer,
+        registry=registry,
+        celery=celery,
+        queue=CeleryJobQueue(celery),
+        drafter=OfflineDrafter(),
+    )
+
+
+_lock = threading.Lock()
+_per_process: dict[int, Container] = {}
+
+
+def for_this_process(celery_app: Celery | None = None) -> Container:
+    """One container per process, built on first use: a forked child never reuses its parent's
+    engine or connections."""
+    pid = os.getpid()
+    with _lock:
+        if pid not in _per_process:
+            _per_process.clear()
+            _per_process[pid] = build(celery_app=celery_app)
+        return _per_process[pid]

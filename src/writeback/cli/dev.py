@@ -1,0 +1,164 @@
+"""Run the whole service locally on embedded defaults, and a demo that drives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+import requests
+
+from writeback import bootstrap
+from writeback.adapters.db import migrate
+from writeback.config import load_settings
+from writeback.domain import services
+from writeback.domain.model import utcnow
+
+API_PORT = 8000
+SIM_PORT = 8089
+
+
+@click.command()
+@click.option("--port", default=API_PORT, show_default=True, help="API port.")
+@click.option("--sim-port", default=SIM_PORT, show_default=True, help="Simulator port.")
+def dev(port: int, sim_port: int) -> None:
+    """Start API, worker (with beat) and a ConnectWise simulator on embedded defaults."""
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.database_url)
+    env = {**os.environ, "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS": "1"}  # the simulator is local
+    python = sys.executable
+    commands = {
+        "simulator": [python, "-m", "writeback.simulators.connectwise", "--port", str(sim_port)],
+        "worker": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "writeback.workers.celery_app",
+            "worker",
+            "-B",
+            "--loglevel",
+            "INFO",
+        ],
+        "api": [
+            python,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--threads",
+            "4",
+            "writeback.wsgi:app",
+        ],
+    }
+    children = [subprocess.Popen(cmd, env=env) for cmd in commands.values()]
+    click.echo(
+        f"\npsa-writeback is starting on embedded defaults (data in {settings.data_dir}).\n"
+        f"  API        http://127.0.0.1:{port}/api/v1\n"
+        f"  simulator  http://127.0.0.1:{sim_port} (ConnectWise)\n"
+        f"Try it from another terminal:  .venv/bin/writeback demo\n"
+        "Stop with Ctrl-C.\n",
+        err=True,
+    )
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            child.wait(timeout=30)
+
+
+@click.command()
+def simulator() -> None:
+    """Run the ConnectWise simulator in the foreground."""
+    from writeback.simulators import connectwise
+
+    connectwise.main(sys.argv[2:])
+
+
+@click.command()
+@click.option("--api", "api_url", default=f"http://127.0.0.1:{API_PORT}", show_default=True)
+@click.option("--sim", "sim_url", default=f"http://127.0.0.1:{SIM_PORT}", show_default=True)
+def demo(api_url: str, sim_url: str) -> None:
+    """Drive one resolve and one escalate against the local simulator, showing each step."""
+    container = bootstrap.build()
+    issued = services.create_account(f"demo-{int(time.time())}", uow=container.uow, clock=utcnow)
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {issued.token}"
+
+    def call(method: str, path: str, **kwargs: Any) -> Any:
+        response = http.request(method, f"{api_url}/api/v1{path}", timeout=10, **kwargs)
+        if response.status_code >= 400:
+            raise click.ClickException(
+                f"{method} {path} -> {response.status_code}: {response.text}"
+            )
+        return response.json()
+
+    connection = call(
+        "POST",
+        "/psa-connections",
+        json={
+            "provider": "connectwise",
+            "site_url": sim_url,
+            "company_id": "ACME",
+            "credentials": {
+                "public_key": "pub-key",
+                "private_key": "priv-key",
+                "client_id": "00000000-0000-0000-0000-000000000000",
+            },
+        },
+    )
+    call(
+        "PUT", "/account-settings", json={"cw_resolved_status_id": 42, "cw_escalated_status_id": 43}
+    )
+    for kind, document, markdown in (
+        ("resolve", "resolution-note", "## Resolution\nCleared the stuck print spooler."),
+        ("escalate", "escalation-package", None),
+    ):
+        ticket = requests.post(
+            f"{sim_url}/__sim/tickets", json={"summary": f"demo {kind}"}, timeout=10
+        ).json()
+        session = call(
+            "POST",
+            "/ai-sessions",
+            json={
+                "intake_content": {"text": "Printer queue stuck on the 3rd floor"},
+                "conversation_messages": [
+                    {"role": "user", "content": "Jobs sit in the queue and never print."},
+                    {"role": "assistant", "content": "Restart the Print Spooler service."},
+                ],
+                "psa_connection_id": connection["id"],
+                "psa_ticket_id": str(ticket["id"]),
+            },
+        )
+        body = {"markdown": markdown} if markdown else {}
+        accepted = call("POST", f"/ai-sessions/{session['id']}/{document}/post", json=body)
+        click.echo(f"\n{kind}: ticket {ticket['id']}, job {accepted['job_id']}")
+        _follow(call, accepted["status_url"].removeprefix("/api/v1"))
+
+
+def _follow(call: Any, path: str, timeout: float = 60.0) -> None:
+    seen = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = call("GET", path)
+        now = (job["state"], job["step"], job["attempts"])
+        if now != seen:
+            click.echo(f"  {job['state']:<10} step={job['step']:<18} attempts={job['attempts']}")
+            seen = now
+        if job["state"] in ("succeeded", "failed"):
+            extra = {k: job[k] for k in ("outcome", "external_id", "verified_status_name", "error")}
+            click.echo(f"  -> {extra}")
+            return
+        time.sleep(0.2)
+    raise click.ClickException("the job did not finish in time: is the worker running?")

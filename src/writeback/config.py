@@ -1,0 +1,116 @@
+"""Settings read from the environment, once, by the composition root.
+
+With no variables set everything runs on embedded defaults in a local data folder: a SQLite
+database, a filesystem Celery broker and a generated Fernet key file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from writeback.domain.retry import RetryPolicy
+
+# Redis redelivers any message not acked within this many seconds; every delay we hand to the
+# broker must stay well under it (see reference/celery.md).
+DEFAULT_VISIBILITY_TIMEOUT = 3600
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(_float(env, name, default))
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    broker_url: str
+    secret_keys: tuple[str, ...]
+    secret_key_file: Path
+    anthropic_api_key: str | None
+    anthropic_base_url: str | None
+    allow_private_psa_hosts: bool
+    psa_timeout: float
+    max_body_bytes: int
+    visibility_timeout: int
+    worker_pool: str
+    worker_concurrency: int
+    sweep_interval: float
+    retry: RetryPolicy
+
+    @property
+    def uses_filesystem_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("WRITEBACK_DATA_DIR") or ".writeback").resolve()
+    keys = tuple(k.strip() for k in env.get("WRITEBACK_SECRET_KEYS", "").split(",") if k.strip())
+    retry = RetryPolicy(
+        max_attempts=_int(env, "WRITEBACK_RETRY_MAX_ATTEMPTS", RetryPolicy.max_attempts),
+        backoff_base=_float(env, "WRITEBACK_RETRY_BACKOFF", RetryPolicy.backoff_base),
+        backoff_max=_float(env, "WRITEBACK_RETRY_BACKOFF_MAX", RetryPolicy.backoff_max),
+        max_countdown=_float(env, "WRITEBACK_MAX_COUNTDOWN", RetryPolicy.max_countdown),
+        verify_attempts=_int(env, "WRITEBACK_VERIFY_ATTEMPTS", RetryPolicy.verify_attempts),
+        verify_backoff_base=_float(
+            env, "WRITEBACK_VERIFY_BACKOFF", RetryPolicy.verify_backoff_base
+        ),
+        verify_backoff_max=_float(
+            env, "WRITEBACK_VERIFY_BACKOFF_MAX", RetryPolicy.verify_backoff_max
+        ),
+        step_lease=_float(env, "WRITEBACK_STEP_LEASE", RetryPolicy.step_lease),
+        enqueue_grace=_float(env, "WRITEBACK_ENQUEUE_GRACE", RetryPolicy.enqueue_grace),
+        max_redeliveries=_int(env, "WRITEBACK_MAX_REDELIVERIES", RetryPolicy.max_redeliveries),
+    )
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'writeback.db'}",
+        broker_url=env.get("CELERY_BROKER_URL") or "filesystem://",
+        secret_keys=keys,
+        secret_key_file=data_dir / "secret.key",
+        anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
+        anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
+        allow_private_psa_hosts=_flag(env, "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS"),
+        psa_timeout=_float(env, "WRITEBACK_PSA_TIMEOUT", 30.0),
+        max_body_bytes=_int(env, "WRITEBACK_MAX_BODY_BYTES", 1_000_000),
+        visibility_timeout=_int(env, "WRITEBACK_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
+        worker_pool=env.get("WRITEBACK_WORKER_POOL") or "threads",
+        worker_concurrency=_int(env, "WRITEBACK_WORKER_CONCURRENCY", 16),
+        sweep_interval=_float(env, "WRITEBACK_SWEEP_INTERVAL", 30.0),
+        retry=retry,
+    )
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    retry = settings.retry
+    # Half the visibility timeout leaves room for the step's own run time after the countdown.
+    if retry.max_countdown + retry.step_lease >= settings.visibility_timeout:
+        raise ConfigError(
+            "WRITEBACK_MAX_COUNTDOWN plus WRITEBACK_STEP_LEASE must stay under the broker "
+            f"visibility timeout ({settings.visibility_timeout} s)"
+        )
+    if retry.max_attempts < 1 or retry.verify_attempts < 1:
+        raise ConfigError("retry attempt counts must be at least 1")

@@ -1,0 +1,88 @@
+"""Domain errors. Each carries one message string (details live in the job row), so it keeps its
+type through Celery's serializer and maps to one problem+json answer at the API edge."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+
+
+class InvalidInput(DomainError):
+    """Input that passed the schema but breaks a rule; names the field at fault."""
+
+    code = "invalid_input"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class AlreadyClosed(Conflict):
+    """The session is already resolved (for a resolve) or escalated (for an escalate)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class JobInFlight(Conflict):
+    code = "job_in_flight"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"A writeback job for this session is still in flight ({job_id}).")
+        self.job_id = job_id
+
+
+# PSA errors: raised by providers, turned into job outcomes by the pipeline.
+
+
+class PsaError(DomainError):
+    code = "psa_error"
+    request_id: str | None = None
+
+
+class PsaTransientError(PsaError):
+    """Worth retrying: connection failure, timeout, 5xx, 429. `retry_after` in seconds if given."""
+
+    code = "psa_unavailable"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PsaAuthError(PsaError):
+    code = "psa_auth_failed"
+
+
+class PsaNotFound(PsaError):
+    code = "psa_not_found"
+
+
+class PsaRejected(PsaError):
+    """The PSA refused the request as invalid: repeating it unchanged would fail again."""
+
+    code = "psa_rejected"
+
+
+class StatusNotApplied(PsaError):
+    """The PSA answered the status change but a fresh read shows another status."""
+
+    code = "status_verification_failed"

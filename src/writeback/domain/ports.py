@@ -1,0 +1,141 @@
+"""What the domain needs from the outside world, as Protocols the adapters implement."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol
+
+from writeback.domain.model import (
+    Account,
+    AccountSettings,
+    AiSession,
+    ApiToken,
+    Draft,
+    JobEvent,
+    JobKind,
+    NoteType,
+    PostedNote,
+    PsaConnection,
+    Step,
+    Ticket,
+    User,
+    WritebackJob,
+)
+
+
+class PsaProvider(Protocol):
+    """One PSA tenant. Vendor JSON never leaves the implementing module."""
+
+    def post_note(self, ticket_id: str, text: str, note_type: NoteType) -> PostedNote: ...
+
+    def find_note(self, ticket_id: str, marker: str) -> PostedNote | None: ...
+
+    def get_ticket(self, ticket_id: str) -> Ticket: ...
+
+    def update_ticket_status(self, ticket_id: str, status_id: int) -> None: ...
+
+
+class ProviderRegistry(Protocol):
+    """The PSA vendors we speak to, keyed by provider name."""
+
+    def credential_fields(self, provider: str) -> tuple[str, ...] | None:
+        """The credential keys the provider needs; None for an unknown provider."""
+        ...
+
+    def build(self, connection: PsaConnection) -> PsaProvider: ...
+
+
+class Drafter(Protocol):
+    def draft(self, kind: JobKind, session: AiSession) -> Draft: ...
+
+
+class CredentialSealer(Protocol):
+    def seal(self, credentials: dict[str, str]) -> bytes: ...
+
+    def open(self, sealed: bytes) -> dict[str, str]: ...
+
+
+class JobQueue(Protocol):
+    def enqueue(self, job_id: str, from_step: Step) -> None: ...
+
+
+class AccountRepository(Protocol):
+    def add_account(self, account: Account) -> None: ...
+
+    def get_account(self, account_id: int) -> Account | None: ...
+
+    def add_user(self, user: User) -> None: ...
+
+    def add_token(self, token: ApiToken) -> None: ...
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None: ...
+
+    def settings(self, account_id: int) -> AccountSettings | None: ...
+
+    def add_settings(self, settings: AccountSettings) -> None: ...
+
+
+class ConnectionRepository(Protocol):
+    def add(self, connection: PsaConnection) -> None: ...
+
+    def get(self, connection_id: int, account_id: int | None = None) -> PsaConnection | None: ...
+
+
+class SessionRepository(Protocol):
+    def add(self, session: AiSession) -> None: ...
+
+    def get(self, session_id: int, account_id: int | None = None) -> AiSession | None: ...
+
+
+class JobRepository(Protocol):
+    def add(self, job: WritebackJob) -> None: ...
+
+    def get(self, job_id: str, account_id: int | None = None) -> WritebackJob | None: ...
+
+    def in_flight_for_session(self, session_id: int) -> WritebackJob | None: ...
+
+    def claim(
+        self, job_id: str, step: Step, delivery_id: str, now: datetime, lease_until: datetime
+    ) -> bool:
+        """Atomically mark the job running at `step`; False when someone else owns it or the
+        job is past that step."""
+        ...
+
+    def due(self, now: datetime, limit: int) -> Sequence[WritebackJob]: ...
+
+    def mark_redelivered(self, job_id: str, now: datetime, due_at: datetime) -> bool:
+        """Release a due job for another delivery (queued, unowned); False if it moved on."""
+        ...
+
+    def fail_lost(self, job_id: str, now: datetime, message: str) -> bool: ...
+
+    def add_event(self, event: JobEvent) -> None: ...
+
+    def events(self, job_id: str) -> Sequence[JobEvent]: ...
+
+
+class UnitOfWork(Protocol):
+    accounts: AccountRepository
+    connections: ConnectionRepository
+    sessions: SessionRepository
+    jobs: JobRepository
+
+    def __enter__(self) -> UnitOfWork: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], None]

@@ -1,0 +1,289 @@
+"""Use cases behind the API and the CLI. Dependencies come in as keyword arguments."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from writeback.domain.errors import (
+    AlreadyClosed,
+    InvalidInput,
+    JobInFlight,
+    NotFound,
+    Unauthorized,
+)
+from writeback.domain.model import (
+    SESSION_STATUS_BY_KIND,
+    Account,
+    AccountSettings,
+    AiSession,
+    ApiToken,
+    JobEvent,
+    JobKind,
+    PsaConnection,
+    Step,
+    User,
+    WritebackJob,
+)
+from writeback.domain.ports import (
+    Clock,
+    CredentialSealer,
+    JobQueue,
+    ProviderRegistry,
+    UnitOfWorkFactory,
+)
+from writeback.domain.site_url import check_site_url
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "wb_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    account_id: int
+    user_id: int
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    account_id: int
+    user_id: int
+    token: str
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _issue_token(uow: Any, account_id: int, clock: Clock) -> IssuedToken:
+    user = User(account_id=account_id, created_at=clock())
+    uow.accounts.add_user(user)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    assert user.id is not None
+    uow.accounts.add_token(
+        ApiToken(
+            account_id=account_id, user_id=user.id, token_hash=hash_token(token), created_at=clock()
+        )
+    )
+    return IssuedToken(account_id=account_id, user_id=user.id, token=token)
+
+
+def create_account(name: str, *, uow: UnitOfWorkFactory, clock: Clock) -> IssuedToken:
+    if not name.strip():
+        raise InvalidInput("name", "name must not be empty")
+    with uow() as tx:
+        account = Account(name=name.strip(), created_at=clock())
+        tx.accounts.add_account(account)
+        assert account.id is not None
+        issued = _issue_token(tx, account.id, clock)
+        tx.commit()
+    return issued
+
+
+def create_token(account_id: int, *, uow: UnitOfWorkFactory, clock: Clock) -> IssuedToken:
+    with uow() as tx:
+        if tx.accounts.get_account(account_id) is None:
+            raise NotFound(f"Account {account_id} does not exist.")
+        issued = _issue_token(tx, account_id, clock)
+        tx.commit()
+    return issued
+
+
+def authenticate(token: str, *, uow: UnitOfWorkFactory) -> Principal:
+    with uow() as tx:
+        found = tx.accounts.token_by_hash(hash_token(token))
+        if found is None:
+            raise Unauthorized("The bearer token is not valid.")
+        return Principal(account_id=found.account_id, user_id=found.user_id)
+
+
+# PSA connections
+
+
+def create_connection(
+    principal: Principal,
+    *,
+    provider: str,
+    site_url: str,
+    company_id: str,
+    credentials: dict[str, str],
+    uow: UnitOfWorkFactory,
+    sealer: CredentialSealer,
+    registry: ProviderRegistry,
+    allow_private_hosts: bool,
+    clock: Clock,
+) -> PsaConnection:
+    fields = registry.credential_fields(provider)
+    if fields is None:
+        raise InvalidInput("provider", f"Unknown PSA provider {provider!r}.")
+    missing = [f for f in fields if not credentials.get(f)]
+    if missing:
+        raise InvalidInput(f"credentials.{missing[0]}", f"credentials.{missing[0]} is required")
+    url = check_site_url(site_url, allow_private=allow_private_hosts)
+    connection = PsaConnection(
+        account_id=principal.account_id,
+        provider=provider,
+        site_url=url,
+        company_id=company_id,
+        credentials_encrypted=sealer.seal({f: credentials[f] for f in fields}),
+        created_at=clock(),
+    )
+    with uow() as tx:
+        tx.connections.add(connection)
+        tx.commit()
+    log.info("psa connection %s created (%s)", connection.id, provider)
+    return connection
+
+
+def get_connection(
+    principal: Principal, connection_id: int, *, uow: UnitOfWorkFactory
+) -> PsaConnection:
+    with uow() as tx:
+        connection = tx.connections.get(connection_id, principal.account_id)
+        if connection is None:
+            raise NotFound(f"PSA connection {connection_id} not found.")
+        return connection
+
+
+# Account settings
+
+
+def get_settings(principal: Principal, *, uow: UnitOfWorkFactory) -> AccountSettings:
+    with uow() as tx:
+        return tx.accounts.settings(principal.account_id) or AccountSettings(principal.account_id)
+
+
+def put_settings(
+    principal: Principal, changes: dict[str, int | None], *, uow: UnitOfWorkFactory
+) -> AccountSettings:
+    with uow() as tx:
+        settings = tx.accounts.settings(principal.account_id)
+        if settings is None:
+            settings = AccountSettings(principal.account_id)
+            tx.accounts.add_settings(settings)
+        for name, value in changes.items():
+            setattr(settings, name, value)
+        tx.commit()
+        return settings
+
+
+# Sessions
+
+
+def create_session(
+    principal: Principal,
+    *,
+    session_type: str,
+    intake_type: str,
+    intake_content: dict[str, Any],
+    conversation_messages: list[dict[str, Any]],
+    psa_connection_id: int | None,
+    psa_ticket_id: str | None,
+    uow: UnitOfWorkFactory,
+    clock: Clock,
+) -> AiSession:
+    if (psa_connection_id is None) != (psa_ticket_id is None):
+        field = "psa_ticket_id" if psa_ticket_id is None else "psa_connection_id"
+        raise InvalidInput(
+            field, "psa_connection_id and psa_ticket_id are set together or not at all"
+        )
+    now = clock()
+    session = AiSession(
+        account_id=principal.account_id,
+        user_id=principal.user_id,
+        session_type=session_type,
+        intake_type=intake_type,
+        intake_content=intake_content,
+        conversation_messages=conversation_messages,
+        psa_connection_id=psa_connection_id,
+        psa_ticket_id=psa_ticket_id,
+        created_at=now,
+        updated_at=now,
+    )
+    with uow() as tx:
+        if psa_connection_id is not None:
+            connection = tx.connections.get(psa_connection_id, principal.account_id)
+            if connection is None or not connection.is_active:
+                raise InvalidInput("psa_connection_id", "No active PSA connection with that id.")
+        tx.sessions.add(session)
+        tx.commit()
+    return session
+
+
+def get_session(principal: Principal, session_id: int, *, uow: UnitOfWorkFactory) -> AiSession:
+    with uow() as tx:
+        session = tx.sessions.get(session_id, principal.account_id)
+        if session is None:
+            raise NotFound(f"Session {session_id} not found.")
+        return session
+
+
+# Writeback jobs
+
+
+def request_writeback(
+    principal: Principal,
+    session_id: int,
+    kind: JobKind,
+    markdown: str | None,
+    *,
+    uow: UnitOfWorkFactory,
+    queue: JobQueue,
+    clock: Clock,
+    enqueue_grace: float,
+) -> WritebackJob:
+    """Create the job row, commit, then enqueue. One in-flight job per session is enforced by a
+    partial unique index; the loser of a race gets JobInFlight with the winner's id."""
+    now = clock()
+    with uow() as tx:
+        session = tx.sessions.get(session_id, principal.account_id)
+        if session is None:
+            raise NotFound(f"Session {session_id} not found.")
+        closed_as = SESSION_STATUS_BY_KIND[kind]
+        if session.status == closed_as:
+            raise AlreadyClosed(
+                f"Session {session_id} is already {closed_as}.", f"already_{closed_as}"
+            )
+        running = tx.jobs.in_flight_for_session(session_id)
+        if running is not None:
+            raise JobInFlight(running.id)
+        job = WritebackJob(
+            account_id=principal.account_id,
+            session_id=session_id,
+            kind=kind,
+            markdown=markdown,
+            created_at=now,
+            updated_at=now,
+            due_at=now + timedelta(seconds=enqueue_grace),
+        )
+        tx.jobs.add(job)
+        tx.jobs.add_event(JobEvent(job_id=job.id, at=now, step=Step.DRAFT, event="created"))
+        tx.commit()  # raises JobInFlight when a concurrent request won the race
+    try:
+        queue.enqueue(job.id, Step.DRAFT)
+    except Exception:
+        # The row is committed and due: the sweeper enqueues it once the broker is back.
+        log.exception("enqueue of job %s failed; left for the sweeper", job.id)
+    return job
+
+
+def get_job(principal: Principal, job_id: str, *, uow: UnitOfWorkFactory) -> WritebackJob:
+    with uow() as tx:
+        job = tx.jobs.get(job_id, principal.account_id)
+        if job is None:
+            raise NotFound(f"Job {job_id} not found.")
+        return job
+
+
+def job_events(principal: Principal, job_id: str, *, uow: UnitOfWorkFactory) -> Sequence[JobEvent]:
+    with uow() as tx:
+        if tx.jobs.get(job_id, principal.account_id) is None:
+            raise NotFound(f"Job {job_id} not found.")
+        return tx.jobs.events(job_id)
