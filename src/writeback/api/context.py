@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from flask import current_app, g, request
 from pydantic import BaseModel
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from writeback.bootstrap import Container
 from writeback.domain.errors import Unauthorized
@@ -34,7 +34,11 @@ def authenticate_request() -> None:
 def body(model: type[M]) -> M:
     """The JSON body validated against `model`: 415 if not JSON, 400 if malformed, 422 if
     invalid (naming the fields)."""
-    data = request.get_json()
+    if not request.is_json:
+        raise UnsupportedMediaType("Send the request body as application/json.")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise BadRequest("The request body is not valid JSON.")
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
     return model.model_validate(data)

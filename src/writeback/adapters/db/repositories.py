@@ -204,7 +204,7 @@ class SqlAlchemyUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._session.rollback()  # whatever was not committed explicitly is dropped
+        # Whatever was not committed explicitly is rolled back; loaded entities stay readable.
         self._session.close()
 
     def commit(self) -> None:
