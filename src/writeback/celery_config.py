@@ -31,7 +31,7 @@ def build(settings: Settings) -> dict[str, Any]:
         # Steps wait on PSA and LLM HTTP calls: threads keep many in flight on 2 cores.
         "worker_pool": settings.worker_pool,
         "worker_concurrency": settings.worker_concurrency,
-        "task_default_queue": "writeback",
+        "task_default_queue": settings.queue_name,
         "beat_schedule": {
             "sweep-lost-jobs": {
                 "task": SWEEP_TASK,

@@ -53,6 +53,7 @@ class Settings:
     psa_timeout: float
     max_body_bytes: int
     visibility_timeout: int
+    queue_name: str
     worker_pool: str
     worker_concurrency: int
     sweep_interval: float
@@ -95,6 +96,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         psa_timeout=_float(env, "WRITEBACK_PSA_TIMEOUT", 30.0),
         max_body_bytes=_int(env, "WRITEBACK_MAX_BODY_BYTES", 1_000_000),
         visibility_timeout=_int(env, "WRITEBACK_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
+        queue_name=env.get("WRITEBACK_QUEUE") or "writeback",
         worker_pool=env.get("WRITEBACK_WORKER_POOL") or "threads",
         worker_concurrency=_int(env, "WRITEBACK_WORKER_CONCURRENCY", 16),
         sweep_interval=_float(env, "WRITEBACK_SWEEP_INTERVAL", 30.0),

@@ -36,7 +36,7 @@ def show(session_id: int) -> dict[str, object]:
     return session_out(services.get_session(principal(), session_id, uow=container().uow))
 
 
-@bp.post("/<int:session_id>/<any(\"resolution-note\", \"escalation-package\"):document>/post")
+@bp.post('/<int:session_id>/<any("resolution-note", "escalation-package"):document>/post')
 def post_writeback(session_id: int, document: str) -> tuple[dict[str, object], int, dict[str, str]]:
     data, c = body(WritebackIn), container()
     job = services.request_writeback(

@@ -17,6 +17,7 @@ from writeback.adapters.db import migrate
 from writeback.config import load_settings
 from writeback.domain import services
 from writeback.domain.model import utcnow
+from writeback.simulators import connectwise
 
 API_PORT = 8000
 SIM_PORT = 8089
@@ -79,11 +80,11 @@ def dev(port: int, sim_port: int) -> None:
 
 
 @click.command()
-def simulator() -> None:
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=SIM_PORT, show_default=True)
+def simulator(host: str, port: int) -> None:
     """Run the ConnectWise simulator in the foreground."""
-    from writeback.simulators import connectwise
-
-    connectwise.main(sys.argv[2:])
+    connectwise.main(["--host", host, "--port", str(port)])
 
 
 @click.command()

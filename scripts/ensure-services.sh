@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Make sure PostgreSQL and Redis answer on 127.0.0.1 for the test suite: use the running
+# servers, start stopped ones, and install them (Debian packages) where they are absent.
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+wait_for() {  # wait_for NAME CHECK...
+  local name=$1; shift
+  for _ in $(seq 1 60); do "$@" && return 0; sleep 0.5; done
+  echo "ensure-services: $name did not come up" >&2; return 1
+}
+
+pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
+redis_ready() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+
+if ! pg_ready; then
+  if ! command -v pg_ctlcluster >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    echo "ensure-services: installing PostgreSQL" >&2
+    apt_install postgresql
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  # Tests connect as postgres over TCP without a password, as on the CI machines.
+  if ! grep -q '^host all postgres 127.0.0.1/32 trust' "$hba"; then
+    as_root sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+  fi
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || \
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+  wait_for PostgreSQL pg_ready
+fi
+
+if ! redis_ready; then
+  if ! command -v redis-server >/dev/null; then
+    echo "ensure-services: installing Redis" >&2
+    apt_install redis-server
+  fi
+  as_root mkdir -p /var/lib/redis /var/log/redis
+  as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for Redis redis_ready
+fi
+echo "ensure-services: PostgreSQL and Redis are up" >&2
