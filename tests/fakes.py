@@ -203,8 +203,10 @@ class FakePsaProvider:
         self.tickets: dict[str, Ticket] = {}
         self.notes: dict[str, list[FakeNote]] = defaultdict(list)
         self.calls: list[tuple[str, str]] = []
+        # The same seed boards as the ConnectWise simulator.
         self.statuses_by_board: dict[int, dict[int, str]] = {
-            1: {1: "New", 42: "Resolved", 43: "Escalated"}
+            1: {1: "New", 2: "In Progress", 42: "Resolved", 43: "Escalated"},
+            21: {17: "New", 18: "Complete", 19: "Escalated"},
         }
         self.ignore_status_changes = 0  # accepted but not applied, this many times
         self.fail_next: dict[str, list[Exception]] = defaultdict(list)  # method -> errors
