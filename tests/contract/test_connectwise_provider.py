@@ -25,8 +25,11 @@ def server() -> Iterator[RunningServer]:
 
 def _provider(server: RunningServer, **credentials: str) -> ConnectWiseProvider:
     return ConnectWiseProvider(
-        site_url=server.url, company_id="ACME", credentials={**GOOD, **credentials},
-        http=HttpClient(timeout=2), codebases=CodebaseCache(),
+        site_url=server.url,
+        company_id="ACME",
+        credentials={**GOOD, **credentials},
+        http=HttpClient(timeout=2),
+        codebases=CodebaseCache(),
     )
 
 
@@ -35,8 +38,9 @@ def _ticket(server: RunningServer) -> str:
 
 
 def _calls(server: RunningServer, ticket: str) -> list[dict[str, object]]:
-    return requests.get(f"{server.url}/__sim/requests", params={"ticket_id": ticket},
-                        timeout=5).json()
+    return requests.get(
+        f"{server.url}/__sim/requests", params={"ticket_id": ticket}, timeout=5
+    ).json()
 
 
 def test_sends_basic_auth_client_id_and_the_documented_note_body(server: RunningServer) -> None:
@@ -44,9 +48,13 @@ def test_sends_basic_auth_client_id_and_the_documented_note_body(server: Running
     _provider(server).post_note(ticket, "handoff", NoteType.INTERNAL_ANALYSIS)
     [call] = _calls(server, ticket)
     assert call["method"] == "POST" and str(call["path"]).startswith("/v2025_1/apis/3.0/")
-    assert call["body"] == {"text": "handoff", "processNotifications": False,
-                            "internalAnalysisFlag": True, "detailDescriptionFlag": False,
-                            "resolutionFlag": False}
+    assert call["body"] == {
+        "text": "handoff",
+        "processNotifications": False,
+        "internalAnalysisFlag": True,
+        "detailDescriptionFlag": False,
+        "resolutionFlag": False,
+    }
     headers = call["headers"]
     assert isinstance(headers, dict) and headers.get("Clientid") == "client-1"
     assert "Authorization" not in headers  # the simulator never logs credentials

@@ -1,0 +1,127 @@
+"""Integration tests: real PostgreSQL, real Redis, a real Celery worker process and the
+ConnectWise simulator over HTTP. The API runs in-process through Flask's test client."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from cryptography.fernet import Fernet
+from flask.testing import FlaskClient
+
+from tests.support import (
+    REDIS_URL,
+    Api,
+    Process,
+    Simulator,
+    celery_worker,
+    create_database,
+    drop_database,
+)
+from writeback import bootstrap
+from writeback.api import create_app
+from writeback.config import load_settings
+from writeback.domain import services
+from writeback.domain.model import utcnow
+from writeback.simulators import connectwise
+from writeback.simulators.server import serve
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = create_database("wb_it")
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[Simulator]:
+    with serve(connectwise.create_app()) as server:
+        yield Simulator(server.url)
+
+
+@pytest.fixture(scope="session")
+def service_env(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    import os
+
+    queue = f"wb-it-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": REDIS_URL,
+        "WRITEBACK_QUEUE": queue,
+        "WRITEBACK_SECRET_KEYS": Fernet.generate_key().decode(),
+        "WRITEBACK_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS": "1",
+        "WRITEBACK_PSA_TIMEOUT": "2",
+        # Short, bounded backoffs so retries happen within a test's patience.
+        "WRITEBACK_VERIFY_ATTEMPTS": "3",
+        "WRITEBACK_VERIFY_BACKOFF": "0.05",
+        "WRITEBACK_VERIFY_BACKOFF_MAX": "0.2",
+        "WRITEBACK_RETRY_MAX_ATTEMPTS": "4",
+        "WRITEBACK_RETRY_BACKOFF": "0.2",
+        "WRITEBACK_RETRY_BACKOFF_MAX": "1",
+        "WRITEBACK_WORKER_CONCURRENCY": "8",
+    }
+    yield env
+    redis.Redis.from_url(REDIS_URL).delete(queue)
+
+
+@pytest.fixture(scope="session")
+def worker(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
+    process = celery_worker(service_env, tmp_path_factory.mktemp("logs"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def container(service_env: dict[str, str]) -> Iterator[bootstrap.Container]:
+    built = bootstrap.build(load_settings(service_env))
+    yield built
+    built.engine.dispose()
+
+
+def _flask_sender(client: FlaskClient, token: str) -> Any:
+    def send(method: str, path: str, body: Any) -> tuple[int, Any]:
+        response = client.open(
+            path, method=method, json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        return response.status_code, response.get_json()
+
+    return send
+
+
+@pytest.fixture(scope="session")
+def flask_client(container: bootstrap.Container) -> FlaskClient:
+    return create_app(container).test_client()
+
+
+def new_api(container: bootstrap.Container, client: FlaskClient) -> Api:
+    issued = services.create_account(f"it-{uuid.uuid4().hex[:6]}", uow=container.uow, clock=utcnow)
+    return Api(_flask_sender(client, issued.token))
+
+
+@pytest.fixture
+def api(container: bootstrap.Container, flask_client: FlaskClient, worker: Process) -> Api:
+    """A fresh account (so tests never share state) with a running worker behind it."""
+    return new_api(container, flask_client)
+
+
+@pytest.fixture
+def other_api(container: bootstrap.Container, flask_client: FlaskClient) -> Api:
+    return new_api(container, flask_client)
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    return tmp_path

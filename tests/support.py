@@ -1,0 +1,236 @@
+"""Helpers for tests that run real servers and processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+import sqlalchemy as sa
+
+from writeback.adapters.db import migrate
+
+T = TypeVar("T")
+
+PG_ADMIN_URL = os.environ.get(
+    "WRITEBACK_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("WRITEBACK_TEST_REDIS", "redis://127.0.0.1:6379/3")
+
+
+def wait_until(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.05) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def create_database(prefix: str) -> str:
+    """A fresh PostgreSQL database, schema made by the real migrations."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    return url
+
+
+def drop_database(url: str) -> None:
+    name = sa.make_url(url).database
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+class Process:
+    """A child process with its output in a log file, stopped politely then firmly."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            args, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
+        def seen() -> bool:
+            if self.popen.poll() is not None:
+                raise AssertionError(f"{self.name} exited early:\n{self.log[-3000:]}")
+            return text in self.log
+
+        wait_until(seen, timeout, interval=0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a worker dying without a word."""
+        os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+def celery_worker(env: dict[str, str], log_dir: Path, name: str = "worker", *extra: str) -> Process:
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "writeback.workers.celery_app",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--hostname",
+        f"{name}-{uuid.uuid4().hex[:6]}@%h",
+        *extra,
+    ]
+    worker = Process(name, args, env, log_dir)
+    worker.wait_for_log("ready.")
+    return worker
+
+
+class Simulator:
+    """The simulator's control API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def new_ticket(self, status_id: int | None = None, board_id: int = 1) -> str:
+        body: dict[str, Any] = {"board_id": board_id}
+        if status_id is not None:
+            body["status_id"] = status_id
+        response = requests.post(f"{self.url}/__sim/tickets", json=body, timeout=5)
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def ticket(self, ticket_id: str) -> dict[str, Any]:
+        response = requests.get(f"{self.url}/__sim/tickets/{ticket_id}", timeout=5)
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    def fault(self, kind: str, ticket_id: str | None = None, **params: Any) -> int:
+        body = {"kind": kind, **params}
+        if ticket_id is not None:
+            body["ticket_id"] = int(ticket_id)
+        response = requests.post(f"{self.url}/__sim/faults", json=body, timeout=5)
+        response.raise_for_status()
+        return int(response.json()["id"])
+
+    def clear_fault(self, fault_id: int) -> None:
+        requests.delete(f"{self.url}/__sim/faults/{fault_id}", timeout=5).raise_for_status()
+
+    def calls(self, ticket_id: str) -> list[dict[str, Any]]:
+        response = requests.get(
+            f"{self.url}/__sim/requests", params={"ticket_id": ticket_id}, timeout=5
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+
+FINISHED = ("succeeded", "failed")
+
+
+class Api:
+    """The service's HTTP contract as tests use it: over real HTTP (e2e) or through Flask's
+    test client (integration); `send` returns (status, parsed body)."""
+
+    def __init__(self, send: Callable[[str, str, Any], tuple[int, Any]]) -> None:
+        self._send = send
+
+    def call(self, method: str, path: str, json: Any = None, expect: int | None = None) -> Any:
+        status, body = self._send(method, f"/api/v1{path}", json)
+        if expect is not None:
+            assert status == expect, (method, path, status, body)
+        return body
+
+    def get(self, path: str, expect: int = 200) -> Any:
+        return self.call("GET", path, expect=expect)
+
+    def post(self, path: str, json: Any = None, expect: int | None = None) -> Any:
+        return self.call("POST", path, json, expect)
+
+    def put(self, path: str, json: Any = None, expect: int | None = None) -> Any:
+        return self.call("PUT", path, json, expect)
+
+    def connect_simulator(self, sim_url: str) -> int:
+        connection = self.post(
+            "/psa-connections",
+            {
+                "provider": "connectwise",
+                "site_url": sim_url,
+                "company_id": "ACME",
+                "credentials": {
+                    "public_key": "pub-key",
+                    "private_key": "priv-key",
+                    "client_id": "11111111-2222-3333-4444-555555555555",
+                },
+            },
+            expect=201,
+        )
+        return int(connection["id"])
+
+    def session(self, connection_id: int | None = None, ticket_id: str | None = None) -> int:
+        body = {
+            "session_type": "chat",
+            "intake_type": "free_text",
+            "intake_content": {"text": "Outlook prompts for a password every hour"},
+            "conversation_messages": [
+                {"role": "user", "content": "Started after the MFA rollout."},
+                {"role": "assistant", "content": "Cleared the cached credentials."},
+            ],
+            "psa_connection_id": connection_id,
+            "psa_ticket_id": ticket_id,
+        }
+        return int(self.post("/ai-sessions", body, expect=201)["id"])
+
+    def start(
+        self,
+        session_id: int,
+        kind: str = "resolve",
+        markdown: str | None = "## Fix\nDone.",
+        expect: int = 202,
+    ) -> Any:
+        document = "resolution-note" if kind == "resolve" else "escalation-package"
+        body = {} if markdown is None else {"markdown": markdown}
+        return self.post(f"/ai-sessions/{session_id}/{document}/post", body, expect=expect)
+
+    def wait_job(
+        self, job_id: str, timeout: float = 30.0, states: tuple[str, ...] = FINISHED
+    ) -> dict[str, Any]:
+        def settled() -> dict[str, Any] | None:
+            job = self.get(f"/jobs/{job_id}")
+            return job if job["state"] in states else None
+
+        return wait_until(settled, timeout, interval=0.1)
