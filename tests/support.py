@@ -166,8 +166,9 @@ class Api:
     """The service's HTTP contract as tests use it: over real HTTP (e2e) or through Flask's
     test client (integration); `send` returns (status, parsed body)."""
 
-    def __init__(self, send: Callable[[str, str, Any], tuple[int, Any]]) -> None:
+    def __init__(self, send: Callable[[str, str, Any], tuple[int, Any]], token: str) -> None:
         self._send = send
+        self.token_header = {"Authorization": f"Bearer {token}"}
 
     def call(self, method: str, path: str, json: Any = None, expect: int | None = None) -> Any:
         status, body = self._send(method, f"/api/v1{path}", json)

@@ -91,7 +91,7 @@ def container(service_env: dict[str, str]) -> Iterator[bootstrap.Container]:
     built.engine.dispose()
 
 
-def _flask_sender(client: FlaskClient, token: str) -> Any:
+def flask_sender(client: FlaskClient, token: str) -> Any:
     def send(method: str, path: str, body: Any) -> tuple[int, Any]:
         response = client.open(
             path, method=method, json=body, headers={"Authorization": f"Bearer {token}"}
@@ -108,7 +108,7 @@ def flask_client(container: bootstrap.Container) -> FlaskClient:
 
 def new_api(container: bootstrap.Container, client: FlaskClient) -> Api:
     issued = services.create_account(f"it-{uuid.uuid4().hex[:6]}", uow=container.uow, clock=utcnow)
-    return Api(_flask_sender(client, issued.token))
+    return Api(flask_sender(client, issued.token), issued.token)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+import logging
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +29,7 @@ from writeback.domain.model import (
     WritebackJob,
 )
 
+log = logging.getLogger(__name__)
 jobs_t = tables.writeback_jobs
 _IN_FLIGHT = [str(s) for s in IN_FLIGHT_STATES]
 
@@ -102,6 +105,8 @@ class SqlJobRepository:
             # The partial unique index refused a second in-flight job for this session: the
             # transaction is void, so roll back and report the job that won.
             self._s.rollback()
+            log.info("a second in-flight job for session %s was refused by the database",
+                     job.session_id)
             winner = self.in_flight_for_session(job.session_id)
             raise JobInFlight(winner.id if winner else "unknown") from None
 

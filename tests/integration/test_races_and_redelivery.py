@@ -1,0 +1,147 @@
+"""Races decided by PostgreSQL, and steps that run twice, against the real database and the
+simulator over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.integration.conftest import flask_sender
+from tests.support import Api, Simulator
+from writeback import bootstrap
+from writeback.domain import services
+from writeback.domain.errors import JobInFlight
+from writeback.domain.model import PIPELINE, AccountSettings, JobKind, WritebackJob, utcnow
+
+pytestmark = pytest.mark.integration
+
+
+def test_concurrent_posts_for_one_session_make_exactly_one_job(
+    container: bootstrap.Container, flask_client: FlaskClient, worker: object
+) -> None:
+    issued = services.create_account(
+        f"race-{uuid.uuid4().hex[:6]}", uow=container.uow, clock=utcnow
+    )
+    # One test client per thread: Flask's test client is not shared across threads.
+    apis = [
+        Api(flask_sender(flask_client.application.test_client(), issued.token), issued.token)
+        for _ in range(4)
+    ]
+    for _ in range(10):
+        session_id = apis[0].session()
+        barrier = threading.Barrier(len(apis))
+        answers: list[dict[str, object]] = []
+
+        def post(client: Api, sid: int = session_id) -> None:
+            barrier.wait()
+            answers.append(client.start(sid, expect=None))
+
+        threads = [threading.Thread(target=post, args=(client,)) for client in apis]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        accepted = [a for a in answers if "code" not in a]
+        refused = [a for a in answers if a.get("code") == "job_in_flight"]
+        assert len(accepted) == 1 and len(refused) == len(apis) - 1, answers
+        assert {a["job_id"] for a in refused} == {accepted[0]["job_id"]}
+
+
+def test_the_partial_unique_index_refuses_a_second_in_flight_job(
+    container: bootstrap.Container, api: Api
+) -> None:
+    """Bypass the service's friendly check: the database alone must refuse."""
+    session_id = api.session()
+    with container.uow() as tx:
+        session = tx.sessions.get(session_id)
+        assert session is not None
+        account_id = session.account_id
+
+    def job() -> WritebackJob:
+        now = utcnow()
+        return WritebackJob(
+            account_id=account_id,
+            session_id=session_id,
+            kind=JobKind.RESOLVE,
+            created_at=now,
+            updated_at=now,
+            due_at=now + timedelta(hours=1),
+        )
+
+    with container.uow() as tx:
+        first = job()
+        tx.jobs.add(first)
+        tx.commit()
+    with container.uow() as tx, pytest.raises(JobInFlight) as caught:
+        tx.jobs.add(job())
+    assert caught.value.job_id == first.id
+
+
+def test_every_step_run_twice_on_postgres_and_http_gives_one_note_and_one_outcome(
+    container: bootstrap.Container, simulator: Simulator
+) -> None:
+    """Each step's message delivered twice (a redelivery after the first completed): the same
+    end state as one delivery, with one note on the ticket."""
+    issued = services.create_account(
+        f"twice-{uuid.uuid4().hex[:6]}", uow=container.uow, clock=utcnow
+    )
+    principal = services.Principal(issued.account_id, issued.user_id)
+    connection = services.create_connection(
+        principal,
+        provider="connectwise",
+        site_url=simulator.url,
+        company_id="ACME",
+        credentials={"public_key": "pub-key", "private_key": "priv-key", "client_id": "c"},
+        uow=container.uow,
+        sealer=container.sealer,
+        registry=container.registry,
+        allow_private_hosts=True,
+        clock=utcnow,
+    )
+    with container.uow() as tx:
+        tx.accounts.add_settings(AccountSettings(issued.account_id, 42, 43))
+        tx.commit()
+    ticket_id = simulator.new_ticket()
+    session = services.create_session(
+        principal,
+        session_type="chat",
+        intake_type="free_text",
+        intake_content={"text": "t"},
+        conversation_messages=[],
+        psa_connection_id=connection.id,
+        psa_ticket_id=ticket_id,
+        uow=container.uow,
+        clock=utcnow,
+    )
+    assert session.id is not None
+
+    class NoQueue:
+        def enqueue(self, job_id: str, from_step: object) -> None:
+            pass  # this test is the worker
+
+    job = services.request_writeback(
+        principal,
+        session.id,
+        JobKind.ESCALATE,
+        "## Problem\nx",
+        uow=container.uow,
+        queue=NoQueue(),
+        clock=utcnow,
+        enqueue_grace=60,
+    )
+    pipeline = container.pipeline()
+    for step in PIPELINE:
+        pipeline.run_step(job.id, step, f"{step}-first")
+        pipeline.run_step(job.id, step, f"{step}-redelivered")
+
+    with container.uow() as tx:
+        done = tx.jobs.get(job.id)
+        assert done is not None
+        assert (done.state, done.step, done.outcome) == ("succeeded", "done", "escalated")
+    ticket = simulator.ticket(ticket_id)
+    assert len(ticket["notes"]) == 1 and ticket["status"]["id"] == 43
+    assert [c["method"] for c in simulator.calls(ticket_id)].count("POST") == 1
