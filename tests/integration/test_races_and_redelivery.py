@@ -34,13 +34,16 @@ def test_concurrent_posts_for_one_session_make_exactly_one_job(
     for _ in range(10):
         session_id = apis[0].session()
         barrier = threading.Barrier(len(apis))
-        answers: list[dict[str, object]] = []
+        answers: list[dict[str, object]] = []  # filled by the threads
 
-        def post(client: Api, sid: int = session_id) -> None:
+        def post(client: Api, sid: int, barrier: threading.Barrier, into: list[object]) -> None:
             barrier.wait()
-            answers.append(client.start(sid, expect=None))
+            into.append(client.start(sid, expect=None))
 
-        threads = [threading.Thread(target=post, args=(client,)) for client in apis]
+        threads = [
+            threading.Thread(target=post, args=(client, session_id, barrier, answers))
+            for client in apis
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

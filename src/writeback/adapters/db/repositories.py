@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
-
-import logging
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -105,8 +104,9 @@ class SqlJobRepository:
             # The partial unique index refused a second in-flight job for this session: the
             # transaction is void, so roll back and report the job that won.
             self._s.rollback()
-            log.info("a second in-flight job for session %s was refused by the database",
-                     job.session_id)
+            log.info(
+                "a second in-flight job for session %s was refused by the database", job.session_id
+            )
             winner = self.in_flight_for_session(job.session_id)
             raise JobInFlight(winner.id if winner else "unknown") from None
 
