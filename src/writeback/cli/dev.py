@@ -62,7 +62,7 @@ def dev(port: int, sim_port: int) -> None:
         f"\npsa-writeback is starting on embedded defaults (data in {settings.data_dir}).\n"
         f"  API        http://127.0.0.1:{port}/api/v1\n"
         f"  simulator  http://127.0.0.1:{sim_port} (ConnectWise)\n"
-        f"Try it from another terminal:  .venv/bin/writeback demo\n"
+        f"Try it from another terminal:  make demo   (or .venv/bin/writeback demo)\n"
         "Stop with Ctrl-C.\n",
         err=True,
     )
@@ -149,17 +149,19 @@ def demo(api_url: str, sim_url: str) -> None:
 
 
 def _follow(call: Any, path: str, timeout: float = 60.0) -> None:
-    seen = None
+    """Print the job's audit events as they arrive, then its outcome."""
+    printed = 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = call("GET", path)
-        now = (job["state"], job["step"], job["attempts"])
-        if now != seen:
-            click.echo(f"  {job['state']:<10} step={job['step']:<18} attempts={job['attempts']}")
-            seen = now
+        events = call("GET", f"{path}/events")["events"]
+        for event in events[printed:]:
+            detail = ", ".join(f"{k}={v}" for k, v in event["detail"].items())
+            click.echo(f"  {event['at'][11:23]}  {event['step']:<18} {event['event']:<20} {detail}")
+        printed = len(events)
         if job["state"] in ("succeeded", "failed"):
             extra = {k: job[k] for k in ("outcome", "external_id", "verified_status_name", "error")}
-            click.echo(f"  -> {extra}")
+            click.echo(f"  {job['state']}: {extra}")
             return
         time.sleep(0.2)
     raise click.ClickException("the job did not finish in time: is the worker running?")

@@ -1,0 +1,5 @@
+"""`python -m writeback` is the `writeback` command."""
+
+from writeback.cli import main
+
+main()
