@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import requests
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from writeback.adapters.db import migrate
 
@@ -24,6 +25,25 @@ PG_ADMIN_URL = os.environ.get(
     "WRITEBACK_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("WRITEBACK_TEST_REDIS", "redis://127.0.0.1:6379/3")
+
+
+def deployment_env(database_url: str, queue: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a test deployment: its own database and queue, short backoffs."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": REDIS_URL,
+        "WRITEBACK_QUEUE": queue,
+        "WRITEBACK_SECRET_KEYS": Fernet.generate_key().decode(),
+        "WRITEBACK_DATA_DIR": str(data_dir),
+        "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS": "1",
+        # Short, bounded backoffs so retries happen within a test's patience.
+        "WRITEBACK_VERIFY_BACKOFF": "0.05",
+        "WRITEBACK_VERIFY_BACKOFF_MAX": "0.2",
+        "WRITEBACK_RETRY_BACKOFF": "0.2",
+        "WRITEBACK_RETRY_BACKOFF_MAX": "1",
+        **extra,
+    }
 
 
 def wait_until(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.05) -> T:

@@ -4,7 +4,6 @@ simulator), started as commands and driven only over HTTP and the CLI."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 import redis
 import requests
-from cryptography.fernet import Fernet
 
 from tests.support import (
     REDIS_URL,
@@ -24,6 +22,7 @@ from tests.support import (
     Simulator,
     celery_worker,
     create_database,
+    deployment_env,
     drop_database,
     free_port,
     wait_until,
@@ -57,19 +56,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     database_url = create_database("wb_e2e")
     queue = f"wb-e2e-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": REDIS_URL,
-        "WRITEBACK_QUEUE": queue,
-        "WRITEBACK_SECRET_KEYS": Fernet.generate_key().decode(),
-        "WRITEBACK_DATA_DIR": str(tmp_path_factory.mktemp("e2e-data")),
-        "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS": "1",
-        "WRITEBACK_VERIFY_BACKOFF": "0.05",
-        "WRITEBACK_VERIFY_BACKOFF_MAX": "0.2",
-        "WRITEBACK_RETRY_BACKOFF": "0.2",
-        "WRITEBACK_RETRY_BACKOFF_MAX": "1",
-    }
+    env = deployment_env(database_url, queue, tmp_path_factory.mktemp("e2e-data"))
     yield env
     redis.Redis.from_url(REDIS_URL).delete(queue)
     drop_database(database_url)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import redis
-from cryptography.fernet import Fernet
 from flask.testing import FlaskClient
 
 from tests.support import (
@@ -20,6 +19,7 @@ from tests.support import (
     Simulator,
     celery_worker,
     create_database,
+    deployment_env,
     drop_database,
 )
 from writeback import bootstrap
@@ -50,27 +50,16 @@ def simulator() -> Iterator[Simulator]:
 def service_env(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
-    import os
-
     queue = f"wb-it-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": REDIS_URL,
-        "WRITEBACK_QUEUE": queue,
-        "WRITEBACK_SECRET_KEYS": Fernet.generate_key().decode(),
-        "WRITEBACK_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-        "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS": "1",
-        "WRITEBACK_PSA_TIMEOUT": "2",
-        # Short, bounded backoffs so retries happen within a test's patience.
-        "WRITEBACK_VERIFY_ATTEMPTS": "3",
-        "WRITEBACK_VERIFY_BACKOFF": "0.05",
-        "WRITEBACK_VERIFY_BACKOFF_MAX": "0.2",
-        "WRITEBACK_RETRY_MAX_ATTEMPTS": "4",
-        "WRITEBACK_RETRY_BACKOFF": "0.2",
-        "WRITEBACK_RETRY_BACKOFF_MAX": "1",
-        "WRITEBACK_WORKER_CONCURRENCY": "8",
-    }
+    env = deployment_env(
+        database_url,
+        queue,
+        tmp_path_factory.mktemp("data"),
+        WRITEBACK_PSA_TIMEOUT="2",
+        WRITEBACK_VERIFY_ATTEMPTS="3",
+        WRITEBACK_RETRY_MAX_ATTEMPTS="4",
+        WRITEBACK_WORKER_CONCURRENCY="8",
+    )
     yield env
     redis.Redis.from_url(REDIS_URL).delete(queue)
 
