@@ -11,13 +11,21 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from writeback.domain.errors import JobInFlight, PsaNotFound, PsaRejected, PsaTransientError
+from writeback.domain.errors import (
+    JobInFlight,
+    PsaAuthError,
+    PsaNotFound,
+    PsaRejected,
+    PsaTransientError,
+)
 from writeback.domain.model import (
     IN_FLIGHT_STATES,
     Account,
     AccountSettings,
     AiSession,
     ApiToken,
+    Board,
+    BoardStatus,
     JobEvent,
     JobState,
     NoteType,
@@ -204,18 +212,37 @@ class FakePsaProvider:
         self.notes: dict[str, list[FakeNote]] = defaultdict(list)
         self.calls: list[tuple[str, str]] = []
         # The same seed boards as the ConnectWise simulator.
-        self.statuses_by_board: dict[int, dict[int, str]] = {
-            1: {1: "New", 2: "In Progress", 42: "Resolved", 43: "Escalated"},
-            21: {17: "New", 18: "Complete", 19: "Escalated"},
+        self.boards = {1: "Help Desk", 21: "Projects"}
+        self.statuses: dict[int, list[BoardStatus]] = {
+            1: [
+                BoardStatus(1, "New", 1),
+                BoardStatus(2, "In Progress", 1),
+                BoardStatus(42, "Resolved", 1, closed=True, escalation="Resolved"),
+                BoardStatus(43, "Escalated", 1, escalation="Responded"),
+                BoardStatus(44, "Waiting on Customer", 1),
+                BoardStatus(5, "Old Closed", 1, inactive=True, closed=True),
+            ],
+            21: [
+                BoardStatus(17, "New", 21),
+                BoardStatus(18, "Complete", 21, closed=True),
+                BoardStatus(19, "Escalated", 21),
+            ],
         }
+        self.credentials_ok = True
         self.ignore_status_changes = 0  # accepted but not applied, this many times
         self.fail_next: dict[str, list[Exception]] = defaultdict(list)  # method -> errors
         self.drop_after_post = 0  # the note is stored, then the connection "drops"
         self._note_ids = itertools.count(900)
 
     def add_ticket(self, ticket_id: str, status_id: int = 1, board_id: int = 1) -> None:
-        name = self.statuses_by_board[board_id][status_id]
+        name = self._status(board_id, status_id).name
         self.tickets[ticket_id] = Ticket(ticket_id, status_id, name, board_id)
+
+    def _status(self, board_id: int, status_id: int) -> BoardStatus:
+        found = [s for s in self.statuses[board_id] if s.id == status_id and not s.inactive]
+        if not found:
+            raise PsaRejected(f"Service Status {status_id} not found for Service Board {board_id}")
+        return found[0]
 
     def _enter(self, method: str, ticket_id: str) -> Ticket:
         self.calls.append((method, ticket_id))
@@ -244,15 +271,25 @@ class FakePsaProvider:
 
     def update_ticket_status(self, ticket_id: str, status_id: int) -> None:
         ticket = self._enter("update_ticket_status", ticket_id)
-        board = self.statuses_by_board[ticket.board_id or 1]
-        if status_id not in board:
-            raise PsaRejected(
-                f"Service Status {status_id} not found for Service Board {ticket.board_id}"
-            )
+        status = self._status(ticket.board_id or 1, status_id)
         if self.ignore_status_changes:
             self.ignore_status_changes -= 1
             return
-        self.tickets[ticket_id] = replace(ticket, status_id=status_id, status_name=board[status_id])
+        self.tickets[ticket_id] = replace(ticket, status_id=status_id, status_name=status.name)
+
+    def list_boards(self) -> list[Board]:
+        self.calls.append(("list_boards", ""))
+        return [Board(board_id, name) for board_id, name in self.boards.items()]
+
+    def list_statuses(self, board_id: int | None) -> list[BoardStatus]:
+        self.calls.append(("list_statuses", str(board_id)))
+        if board_id not in self.statuses:
+            raise PsaNotFound(f"Board {board_id} not found")
+        return list(self.statuses[board_id])
+
+    def check_connection(self) -> None:
+        if not self.credentials_ok:
+            raise PsaAuthError("401 bad credentials", failed="credentials")
 
     def count(self, method: str) -> int:
         return sum(1 for m, _ in self.calls if m == method)

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from writeback.adapters.psa import connectwise
 from writeback.adapters.psa.connectwise import CodebaseCache, ConnectWiseProvider
 from writeback.adapters.psa.http import HttpClient
-from writeback.domain.errors import PsaAuthError, PsaRejected
+from writeback.domain.errors import PsaAuthError, PsaError, PsaRejected
 from writeback.domain.model import NoteType
 from writeback.simulators import connectwise as cw_sim
 from writeback.simulators.server import RunningServer, serve
@@ -91,3 +92,57 @@ def test_a_moved_codebase_is_rediscovered_once(server: RunningServer) -> None:
 def test_a_non_numeric_ticket_id_never_reaches_a_url(server: RunningServer) -> None:
     with pytest.raises(PsaRejected, match="integer"):
         _provider(server).get_ticket("12/../../system/members")
+
+
+@pytest.mark.parametrize(
+    ("change", "failed"),
+    [
+        ({"private_key": "wrong"}, "credentials"),
+        ({"client_id": ""}, "client_id"),
+    ],
+)
+def test_a_connection_check_names_what_failed(
+    server: RunningServer, change: dict[str, str], failed: str
+) -> None:
+    with pytest.raises(PsaError) as caught:
+        _provider(server, **change).check_connection()
+    assert caught.value.failed == failed
+
+
+def test_a_connection_check_blames_an_unknown_company_on_the_codebase(
+    server: RunningServer,
+) -> None:
+    provider = ConnectWiseProvider(
+        site_url=server.url,
+        company_id="NOPE",
+        credentials=GOOD,
+        http=HttpClient(timeout=2),
+        codebases=CodebaseCache(),
+    )
+    with pytest.raises(PsaError) as caught:
+        provider.check_connection()
+    assert caught.value.failed == "codebase"
+
+
+def test_a_connection_check_blames_an_unreachable_host_on_the_site_url() -> None:
+    with serve(cw_sim.create_app()) as gone:
+        url = gone.url
+    provider = ConnectWiseProvider(
+        site_url=url,
+        company_id="ACME",
+        credentials=GOOD,
+        http=HttpClient(timeout=1),
+        codebases=CodebaseCache(),
+    )
+    with pytest.raises(PsaError) as caught:
+        provider.check_connection()
+    assert caught.value.failed == "site_url"
+
+
+def test_lists_follow_link_header_paging(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = [s.id for s in _provider(server).list_statuses(1)]
+    assert len(whole) == 6
+    monkeypatch.setattr(connectwise, "PAGE_SIZE", 2)  # three pages, linked by rel="next"
+    assert [s.id for s in _provider(server).list_statuses(1)] == whole

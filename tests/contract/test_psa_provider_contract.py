@@ -147,6 +147,24 @@ def test_changes_the_status_and_a_fresh_read_shows_it(psa: Harness) -> None:
     assert psa.provider.get_ticket(ticket).status_id == 42
 
 
+def test_lists_boards_and_their_statuses_with_flags(psa: Harness) -> None:
+    boards = {b.id: b.name for b in psa.provider.list_boards()}
+    assert boards[1] == "Help Desk"
+    statuses = {s.id: s for s in psa.provider.list_statuses(1)}
+    assert statuses[42].name == "Resolved" and statuses[42].closed
+    assert statuses[42].escalation == "Resolved" and statuses[42].board_id == 1
+    assert statuses[5].inactive and not statuses[1].inactive
+
+
+def test_a_healthy_connection_checks_out(psa: Harness) -> None:
+    psa.provider.check_connection()
+
+
+def test_an_inactive_status_is_rejected(psa: Harness) -> None:
+    with pytest.raises(PsaRejected):
+        psa.provider.update_ticket_status(psa.new_ticket(), 5)
+
+
 def test_a_status_of_another_board_is_rejected(psa: Harness) -> None:
     ticket = psa.new_ticket(status_id=17, board_id=21)
     with pytest.raises(PsaRejected, match="not found for Service Board 21"):

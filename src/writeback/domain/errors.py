@@ -54,8 +54,14 @@ class JobInFlight(Conflict):
 
 
 class PsaError(DomainError):
+    """`failed` names what a connection check should blame: "site_url" (host unreachable or not
+    a PSA), "codebase", "credentials" or "client_id"."""
+
     code = "psa_error"
-    request_id: str | None = None
+
+    def __init__(self, message: str, *, failed: str | None = None) -> None:
+        super().__init__(message)
+        self.failed = failed
 
 
 class PsaTransientError(PsaError):
@@ -63,8 +69,10 @@ class PsaTransientError(PsaError):
 
     code = "psa_unavailable"
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, failed: str | None = None
+    ) -> None:
+        super().__init__(message, failed=failed)
         self.retry_after = retry_after
 
 

@@ -85,6 +85,25 @@ class Ticket:
 
 
 @dataclass(frozen=True)
+class Board:
+    """Where tickets live; ConnectWise statuses belong to a board. PSAs without boards expose
+    one board with id None."""
+
+    id: int | None
+    name: str
+
+
+@dataclass(frozen=True)
+class BoardStatus:
+    id: int
+    name: str
+    board_id: int | None
+    inactive: bool = False
+    closed: bool = False
+    escalation: str | None = None  # ConnectWise's escalationStatus, e.g. "Resolved"
+
+
+@dataclass(frozen=True)
 class PostedNote:
     id: str
     ticket_id: str

@@ -12,6 +12,8 @@ from writeback.domain.model import (
     AccountSettings,
     AiSession,
     ApiToken,
+    Board,
+    BoardStatus,
     Draft,
     JobEvent,
     JobKind,
@@ -35,6 +37,14 @@ class PsaProvider(Protocol):
     def get_ticket(self, ticket_id: str) -> Ticket: ...
 
     def update_ticket_status(self, ticket_id: str, status_id: int) -> None: ...
+
+    def list_boards(self) -> list[Board]: ...
+
+    def list_statuses(self, board_id: int | None) -> list[BoardStatus]: ...
+
+    def check_connection(self) -> None:
+        """Raise a PsaError whose `failed` names what is wrong; return when all is well."""
+        ...
 
 
 class ProviderRegistry(Protocol):

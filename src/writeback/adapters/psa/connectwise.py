@@ -20,11 +20,13 @@ from writeback.domain.errors import (
     PsaRejected,
     PsaTransientError,
 )
-from writeback.domain.model import NoteType, PostedNote, Ticket
+from writeback.domain.model import Board, BoardStatus, NoteType, PostedNote, Ticket
 
 log = logging.getLogger(__name__)
 
 CREDENTIAL_FIELDS = ("public_key", "private_key", "client_id")
+PAGE_SIZE = 1000  # ConnectWise's maximum
+MAX_PAGES = 100
 ACCEPT = "application/vnd.connectwise.com+json; version=2025.8"
 
 NOTE_FLAGS: dict[NoteType, dict[str, bool]] = {
@@ -103,9 +105,48 @@ class ConnectWiseProvider:
         patch = [{"op": "replace", "path": "status", "value": {"id": status_id}}]
         self._call("PATCH", f"service/tickets/{_id(ticket_id)}", json=patch)
 
+    def list_boards(self) -> list[Board]:
+        return [Board(id=b["id"], name=b.get("name", "")) for b in self._all("service/boards")]
+
+    def list_statuses(self, board_id: int | None) -> list[BoardStatus]:
+        if board_id is None:
+            raise PsaRejected("ConnectWise statuses belong to a board: give its id")
+        return [
+            BoardStatus(
+                id=s["id"],
+                name=s.get("name", ""),
+                board_id=board_id,
+                inactive=bool(s.get("inactive")),
+                closed=bool(s.get("closedStatus")),
+                escalation=s.get("escalationStatus"),
+            )
+            for s in self._all(f"service/boards/{int(board_id)}/statuses")
+        ]
+
+    def check_connection(self) -> None:
+        self._codebase(refresh=True)  # host reachable, company known, codebase discovered
+        self._call("GET", "service/boards", params={"pageSize": 1})  # credentials and clientId
+
     # Plumbing
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return _parse(method, path, self._request(method, path, **kwargs))
+
+    def _all(self, path: str) -> list[dict[str, Any]]:
+        """Every page of a list, following the `Link: rel="next"` headers on our own host."""
+        response = self._request("GET", path, params={"pageSize": PAGE_SIZE})
+        items: list[dict[str, Any]] = list(_parse("GET", path, response) or [])
+        for _ in range(MAX_PAGES):
+            next_url = response.links.get("next", {}).get("url")
+            if not next_url:
+                return items
+            if not next_url.startswith(self._site + "/"):
+                raise PsaRejected("ConnectWise paging link points at another host")
+            response = self._http.request("GET", next_url, auth=self._auth, headers=self._headers)
+            items.extend(_parse("GET", path, response) or [])
+        raise PsaRejected(f"ConnectWise list {path} has more than {MAX_PAGES} pages")
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         codebase = self._codebase()
         response = self._send(method, codebase, path, **kwargs)
         if response.status_code == 404:
@@ -114,7 +155,7 @@ class ConnectWiseProvider:
             if moved != codebase:
                 log.info("connectwise codebase moved from %s to %s", codebase, moved)
                 response = self._send(method, moved, path, **kwargs)
-        return _parse(method, path, response)
+        return response
 
     def _send(self, method: str, codebase: str, path: str, **kwargs: Any) -> requests.Response:
         url = f"{self._site}/{codebase}apis/3.0/{path}"
@@ -126,10 +167,15 @@ class ConnectWiseProvider:
         if cached:
             return cached
         response = self._http.request("GET", f"{self._site}/login/companyinfo/{self._company}")
+        if response.status_code == 404:
+            raise PsaNotFound(
+                f"ConnectWise does not know company {self._company!r} at this site",
+                failed="codebase",
+            )
         info = _parse("GET", "login/companyinfo", response)
-        codebase = str(info.get("Codebase") or "")
+        codebase = str(info.get("Codebase") or "") if isinstance(info, dict) else ""
         if not codebase:
-            raise PsaRejected("ConnectWise companyinfo carries no Codebase")
+            raise PsaRejected("ConnectWise companyinfo carries no Codebase", failed="codebase")
         codebase = codebase if codebase.endswith("/") else codebase + "/"
         self._codebases.put(key, codebase)
         return codebase
@@ -154,7 +200,8 @@ def _parse(method: str, path: str, response: requests.Response) -> Any:
     if status >= 500 or status in (408, 409):  # 409: record in use; worth another try
         raise PsaTransientError(f"{where}: {message}", retry_after_seconds(response))
     if status in (401, 403):
-        raise PsaAuthError(f"{where}: {message}")
+        failed = "client_id" if "clientid" in message.lower() else "credentials"
+        raise PsaAuthError(f"{where}: {message}", failed=failed)
     if status == 404:
         raise PsaNotFound(f"{where}: {message}")
     if 300 <= status < 400:

@@ -40,10 +40,12 @@ class HttpClient:
             )
         except requests.Timeout:
             raise PsaTransientError(
-                f"{method} {_path(url)} timed out after {self.timeout} s"
+                f"{method} {_path(url)} timed out after {self.timeout} s", failed="site_url"
             ) from None
         except requests.ConnectionError as exc:
-            raise PsaTransientError(f"{method} {_path(url)} failed: {type(exc).__name__}") from None
+            raise PsaTransientError(
+                f"{method} {_path(url)} failed: {type(exc).__name__}", failed="site_url"
+            ) from None
 
 
 def _path(url: str) -> str:
