@@ -56,8 +56,9 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
     keys = settings.secret_keys or (load_or_create_key_file(settings.secret_key_file),)
     sealer = FernetSealer(keys)
     registry = ProviderRegistry(
-        default_specs(HttpClient(settings.psa_timeout)),
+        default_specs(),
         sealer=sealer,
+        http=HttpClient(settings.psa_timeout),
         allow_private_hosts=settings.allow_private_psa_hosts,
     )
     celery = celery_app or create_celery_app(settings)

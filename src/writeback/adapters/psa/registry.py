@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from writeback.adapters.crypto import FernetSealer
 from writeback.adapters.psa import connectwise
@@ -12,8 +13,19 @@ from writeback.domain.model import PsaConnection
 from writeback.domain.ports import PsaProvider
 from writeback.domain.site_url import check_site_url
 
-# (connection, opened credentials) -> provider
-Builder = Callable[[PsaConnection, dict[str, str]], PsaProvider]
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What a provider gets besides its connection and opened credentials."""
+
+    http: HttpClient
+    # The SSRF guard, for URLs a PSA hands back (Autotask zones, paging links): returns the
+    # normalized URL or raises InvalidInput.
+    check_url: Callable[[str], str]
+
+
+# (connection, opened credentials, context) -> provider
+Builder = Callable[[PsaConnection, dict[str, str], ProviderContext], PsaProvider]
 
 
 @dataclass(frozen=True)
@@ -24,11 +36,18 @@ class ProviderSpec:
 
 class ProviderRegistry:
     def __init__(
-        self, specs: Mapping[str, ProviderSpec], *, sealer: FernetSealer, allow_private_hosts: bool
+        self,
+        specs: Mapping[str, ProviderSpec],
+        *,
+        sealer: FernetSealer,
+        http: HttpClient,
+        allow_private_hosts: bool,
     ) -> None:
         self._specs = dict(specs)
         self._sealer = sealer
-        self._allow_private = allow_private_hosts
+        self._context = ProviderContext(
+            http=http, check_url=partial(check_site_url, allow_private=allow_private_hosts)
+        )
 
     def credential_fields(self, provider: str) -> tuple[str, ...] | None:
         spec = self._specs.get(provider)
@@ -36,20 +55,23 @@ class ProviderRegistry:
 
     def build(self, connection: PsaConnection) -> PsaProvider:
         # The site URL is judged again at connect time: settings may have changed since.
-        check_site_url(connection.site_url, allow_private=self._allow_private)
+        self._context.check_url(connection.site_url)
         spec = self._specs[connection.provider]
-        return spec.build(connection, self._sealer.open(connection.credentials_encrypted))
+        credentials = self._sealer.open(connection.credentials_encrypted)
+        return spec.build(connection, credentials, self._context)
 
 
-def default_specs(http: HttpClient) -> dict[str, ProviderSpec]:
+def default_specs() -> dict[str, ProviderSpec]:
     codebases = connectwise.CodebaseCache()
 
-    def build_connectwise(connection: PsaConnection, credentials: dict[str, str]) -> PsaProvider:
+    def build_connectwise(
+        connection: PsaConnection, credentials: dict[str, str], context: ProviderContext
+    ) -> PsaProvider:
         return connectwise.ConnectWiseProvider(
             site_url=connection.site_url,
             company_id=connection.company_id,
             credentials=credentials,
-            http=http,
+            http=context.http,
             codebases=codebases,
         )
 

@@ -1,0 +1,156 @@
+"""Harnesses for the provider contract: one per PsaProvider implementation, each creating
+tickets and injecting faults its own way (in memory, or through a simulator's control API)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import pytest
+import requests
+
+from tests.fakes import FakePsaProvider
+from writeback.adapters.psa.connectwise import CodebaseCache, ConnectWiseProvider
+from writeback.adapters.psa.http import HttpClient
+from writeback.domain.errors import PsaTransientError
+from writeback.domain.model import NoteType
+from writeback.domain.ports import PsaProvider
+from writeback.simulators import connectwise as cw_sim
+from writeback.simulators.server import RunningServer, serve
+
+# Faults are injected per port method; simulators filter them by HTTP method.
+CW_HTTP_METHOD = {
+    "post_note": "POST",
+    "find_note": "GET",
+    "get_ticket": "GET",
+    "update_ticket_status": "PATCH",
+}
+CW_CREDENTIALS = {"public_key": "pub-key", "private_key": "priv-key", "client_id": "client-1"}
+
+
+@dataclass(frozen=True)
+class Statuses:
+    """The vendor's ids for the statuses the contract talks about."""
+
+    board_id: int | None  # the board new tickets land on (None where the PSA has no boards)
+    new: int
+    in_progress: int
+    in_progress_name: str
+    resolved: int
+    inactive: int
+    # a (board, status) pair on another board, where statuses are board-scoped
+    foreign: tuple[int, int] | None
+
+
+class Harness(Protocol):
+    provider: PsaProvider
+    statuses: Statuses
+
+    def new_ticket(self, status_id: int | None = None, board_id: int | None = None) -> str: ...
+
+    def note_types(self, ticket_id: str) -> list[NoteType]: ...
+
+    def inject(self, kind: str, ticket_id: str, method: str, **params: float) -> None:
+        """One fault of `kind` (status_not_applied, rate_limit, server_error, slow,
+        drop_after_store) on the next `method` call about the ticket. A slow answer must
+        outlast the provider's timeout."""
+        ...
+
+
+CW_STATUSES = Statuses(
+    board_id=1,
+    new=1,
+    in_progress=2,
+    in_progress_name="In Progress",
+    resolved=42,
+    inactive=5,
+    foreign=(21, 17),
+)
+
+
+class FakeHarness:
+    statuses = CW_STATUSES
+
+    def __init__(self) -> None:
+        self.provider = FakePsaProvider()
+        self._next = 5000
+
+    def new_ticket(self, status_id: int | None = None, board_id: int | None = None) -> str:
+        self._next += 1
+        board = board_id or 1
+        default = self.provider.statuses[board][0].id
+        self.provider.add_ticket(str(self._next), status_id or default, board)
+        return str(self._next)
+
+    def note_types(self, ticket_id: str) -> list[NoteType]:
+        return [n.note_type for n in self.provider.notes[ticket_id]]
+
+    def inject(self, kind: str, ticket_id: str, method: str, **params: float) -> None:
+        if kind == "status_not_applied":
+            self.provider.ignore_status_changes += 1
+        elif kind == "drop_after_store":
+            self.provider.drop_after_post += 1
+        else:
+            retry_after = params.get("retry_after") if kind == "rate_limit" else None
+            self.provider.fail_next[method].append(PsaTransientError(kind, retry_after))
+
+
+class ConnectWiseHarness:
+    statuses = CW_STATUSES
+
+    def __init__(self, server: RunningServer) -> None:
+        self.url = server.url
+        self.provider = ConnectWiseProvider(
+            site_url=server.url,
+            company_id="ACME",
+            credentials=CW_CREDENTIALS,
+            http=HttpClient(timeout=0.5),
+            codebases=CodebaseCache(),
+        )
+
+    def new_ticket(self, status_id: int | None = None, board_id: int | None = None) -> str:
+        body = {"board_id": board_id or 1}
+        if status_id is not None:
+            body["status_id"] = status_id
+        return str(requests.post(f"{self.url}/__sim/tickets", json=body, timeout=5).json()["id"])
+
+    def note_types(self, ticket_id: str) -> list[NoteType]:
+        notes = requests.get(f"{self.url}/__sim/tickets/{ticket_id}", timeout=5).json()["notes"]
+        types = []
+        for note in notes:
+            if note["resolutionFlag"] and not note["internalAnalysisFlag"]:
+                types.append(NoteType.RESOLUTION)
+            elif note["internalAnalysisFlag"] and not (
+                note["resolutionFlag"] or note["detailDescriptionFlag"]
+            ):
+                types.append(NoteType.INTERNAL_ANALYSIS)
+        return types
+
+    def inject(self, kind: str, ticket_id: str, method: str, **params: float) -> None:
+        fault = {
+            "kind": kind,
+            "ticket_id": int(ticket_id),
+            "method": CW_HTTP_METHOD[method],
+            **params,
+        }
+        if kind == "slow":
+            fault["delay"] = 1.0  # twice the provider's timeout
+        requests.post(f"{self.url}/__sim/faults", json=fault, timeout=5).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def cw_server() -> Iterator[RunningServer]:
+    with serve(cw_sim.create_app()) as server:
+        yield server
+
+
+HARNESSES: dict[str, Callable[[pytest.FixtureRequest], Harness]] = {
+    "fake": lambda request: FakeHarness(),
+    "connectwise": lambda request: ConnectWiseHarness(request.getfixturevalue("cw_server")),
+}
+
+
+@pytest.fixture(params=sorted(HARNESSES))
+def psa(request: pytest.FixtureRequest) -> Harness:
+    return HARNESSES[request.param](request)
