@@ -26,7 +26,9 @@ from writeback.domain.model import (
     ApiToken,
     Board,
     BoardStatus,
+    JobCursor,
     JobEvent,
+    JobFilter,
     JobState,
     NoteType,
     PostedNote,
@@ -167,6 +169,38 @@ class FakeJobs:
             return False
         job.state, job.error_code, job.error_message = JobState.FAILED, "delivery_lost", message
         job.due_at, job.finished_at = None, now
+        return True
+
+    def count(self, where: JobFilter) -> int:
+        return len(self.find(where, None, len(self.s.jobs)))
+
+    def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> list[WritebackJob]:
+        def matches(job: WritebackJob) -> bool:
+            session = self.s.sessions[job.session_id]
+            return (
+                where.account_id in (None, job.account_id)
+                and (not where.states or job.state in where.states)
+                and (not where.kinds or job.kind in where.kinds)
+                and (where.created_before is None or job.created_at < where.created_before)
+                and where.connection_id in (None, session.psa_connection_id)
+                and (after is None or (job.created_at, job.id) < (after.created_at, after.id))
+            )
+
+        found = sorted(
+            filter(matches, self.s.jobs.values()), key=lambda j: (j.created_at, j.id), reverse=True
+        )
+        return found[:limit]
+
+    def requeue_failed(self, job_id: str, step: Step, now: datetime, due_at: datetime) -> bool:
+        job = self.s.jobs[job_id]
+        if job.state != JobState.FAILED:
+            return False
+        running = self.in_flight_for_session(job.session_id)
+        if running is not None:
+            raise JobInFlight(running.id)
+        job.state, job.step, job.attempts, job.redeliveries = JobState.QUEUED, step, 0, 0
+        job.error_code = job.error_message = job.delivery_id = job.finished_at = None
+        job.due_at, job.updated_at = due_at, now
         return True
 
     def add_event(self, event: JobEvent) -> None:

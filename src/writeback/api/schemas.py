@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import base64
+import json
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from writeback.domain.model import AccountSettings, AiSession, JobEvent, PsaConnection, WritebackJob
+from writeback.domain.durations import parse_duration
+from writeback.domain.model import (
+    AccountSettings,
+    AiSession,
+    JobCursor,
+    JobEvent,
+    PsaConnection,
+    WritebackJob,
+)
 
 Text200 = Field(min_length=1, max_length=200)
 MAX_MARKDOWN = 100_000
@@ -60,6 +70,46 @@ class SessionIn(BaseModel):
 
 class WritebackIn(Strict):
     markdown: str | None = Field(default=None, min_length=1, max_length=MAX_MARKDOWN)
+
+
+def encode_cursor(cursor: JobCursor) -> str:
+    raw = json.dumps([cursor.created_at.isoformat(), cursor.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> JobCursor:
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return JobCursor(created_at=datetime.fromisoformat(created_at), id=str(job_id))
+    except (ValueError, TypeError):
+        raise ValueError("not a cursor this API returned") from None
+
+
+class JobListQuery(Strict):
+    state: list[Literal["queued", "running", "retrying", "succeeded", "failed"]] = Field(
+        default_factory=list
+    )
+    kind: list[Literal["resolve", "escalate"]] = Field(default_factory=list)
+    older_than: timedelta | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: JobCursor | None = None
+
+    @field_validator("state", "kind", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [part for item in value for part in str(item).split(",") if part]
+        return value
+
+    @field_validator("older_than", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("cursor", mode="before")
+    @classmethod
+    def _cursor(cls, value: Any) -> Any:
+        return decode_cursor(value) if isinstance(value, str) else value
 
 
 def _iso(value: datetime | None) -> str | None:

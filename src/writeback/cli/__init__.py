@@ -10,7 +10,7 @@ import click
 
 from writeback import bootstrap
 from writeback.adapters.db import migrate
-from writeback.cli import dev
+from writeback.cli import dev, repost
 from writeback.config import load_settings
 from writeback.domain import services
 from writeback.domain.errors import DomainError
@@ -95,3 +95,4 @@ def sweep_once() -> None:
 main.add_command(dev.dev)
 main.add_command(dev.demo)
 main.add_command(dev.simulator)
+main.add_command(repost.repost_stuck)

@@ -33,20 +33,23 @@ class InvalidInput(DomainError):
 class Conflict(DomainError):
     code = "conflict"
 
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
 
 class AlreadyClosed(Conflict):
     """The session is already resolved (for a resolve) or escalated (for an escalate)."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class JobInFlight(Conflict):
     code = "job_in_flight"
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"A writeback job for this session is still in flight ({job_id}).")
+        super().__init__(
+            f"A writeback job for this session is still in flight ({job_id}).", "job_in_flight"
+        )
         self.job_id = job_id
 
 

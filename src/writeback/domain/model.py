@@ -237,6 +237,25 @@ class WritebackJob:
         return {"code": self.error_code, "message": self.error_message or ""}
 
 
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a listing or a bulk re-post looks at. Empty tuples mean any."""
+
+    account_id: int | None = None
+    states: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    created_before: datetime | None = None
+    connection_id: int | None = None
+
+
+@dataclass(frozen=True)
+class JobCursor:
+    """Keyset position in the newest-first job order: stable under inserts, O(page) to read."""
+
+    created_at: datetime
+    id: str
+
+
 @dataclass
 class JobEvent:
     job_id: str

@@ -15,7 +15,9 @@ from writeback.domain.model import (
     Board,
     BoardStatus,
     Draft,
+    JobCursor,
     JobEvent,
+    JobFilter,
     JobKind,
     NoteType,
     PostedNote,
@@ -120,6 +122,17 @@ class JobRepository(Protocol):
         ...
 
     def fail_lost(self, job_id: str, now: datetime, message: str) -> bool: ...
+
+    def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> Sequence[WritebackJob]:
+        """Jobs matching `where`, newest first, starting after `after`."""
+        ...
+
+    def count(self, where: JobFilter) -> int: ...
+
+    def requeue_failed(self, job_id: str, step: Step, now: datetime, due_at: datetime) -> bool:
+        """Put a failed job back in flight at `step`; False if it is no longer failed. Raises
+        JobInFlight when another job of its session is in flight."""
+        ...
 
     def add_event(self, event: JobEvent) -> None: ...
 

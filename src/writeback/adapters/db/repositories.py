@@ -20,7 +20,9 @@ from writeback.domain.model import (
     AccountSettings,
     AiSession,
     ApiToken,
+    JobCursor,
     JobEvent,
+    JobFilter,
     JobState,
     PsaConnection,
     Step,
@@ -182,6 +184,61 @@ class SqlJobRepository:
             )
         )
         return self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+    def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> Sequence[WritebackJob]:
+        query = self._filtered(sa.select(WritebackJob), where)
+        if after is not None:
+            query = query.where(
+                sa.tuple_(jobs_t.c.created_at, jobs_t.c.id) < (after.created_at, after.id)
+            )
+        query = query.order_by(jobs_t.c.created_at.desc(), jobs_t.c.id.desc()).limit(limit)
+        return self._s.scalars(query).all()
+
+    def count(self, where: JobFilter) -> int:
+        query = self._filtered(sa.select(sa.func.count()).select_from(jobs_t), where)
+        return int(self._s.scalar(query) or 0)
+
+    @staticmethod
+    def _filtered(query: Any, where: JobFilter) -> Any:
+        if where.account_id is not None:
+            query = query.where(jobs_t.c.account_id == where.account_id)
+        if where.states:
+            query = query.where(jobs_t.c.state.in_(where.states))
+        if where.kinds:
+            query = query.where(jobs_t.c.kind.in_(where.kinds))
+        if where.created_before is not None:
+            query = query.where(jobs_t.c.created_at < where.created_before)
+        if where.connection_id is not None:
+            sessions_t = tables.ai_sessions
+            query = query.join(sessions_t, sessions_t.c.id == jobs_t.c.session_id).where(
+                sessions_t.c.psa_connection_id == where.connection_id
+            )
+        return query
+
+    def requeue_failed(self, job_id: str, step: Step, now: datetime, due_at: datetime) -> bool:
+        stmt = (
+            sa.update(jobs_t)
+            .where(jobs_t.c.id == job_id, jobs_t.c.state == str(JobState.FAILED))
+            .values(
+                state=str(JobState.QUEUED),
+                step=str(step),
+                attempts=0,
+                error_code=None,
+                error_message=None,
+                delivery_id=None,
+                redeliveries=0,
+                finished_at=None,
+                due_at=due_at,
+                updated_at=now,
+            )
+        )
+        try:
+            return self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+        except IntegrityError:
+            self._s.rollback()  # the transaction is void, as in add()
+            job = self.get(job_id)
+            winner = self.in_flight_for_session(job.session_id) if job else None
+            raise JobInFlight(winner.id if winner else "unknown") from None
 
     def add_event(self, event: JobEvent) -> None:
         self._s.add(event)

@@ -147,6 +147,14 @@ writeback_jobs = sa.Table(
         postgresql_where=sa.text(IN_FLIGHT),
         sqlite_where=sa.text(IN_FLIGHT),
     ),
+    # Listing and bulk re-posting of failed jobs: the scan grows with the failed jobs only.
+    sa.Index(
+        "ix_writeback_jobs_failed",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("state = 'failed'"),
+        sqlite_where=sa.text("state = 'failed'"),
+    ),
     # The sweeper's scan touches only in-flight rows, however large the table grows.
     sa.Index(
         "ix_writeback_jobs_due",
