@@ -122,8 +122,11 @@ class Process:
         """SIGKILL the whole process group: a worker dying without a word."""
         os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(timeout=10)
+        self._log.close()
 
     def stop(self) -> None:
+        if self._log.closed:
+            return
         if self.popen.poll() is None:
             os.killpg(self.popen.pid, signal.SIGTERM)
             try:

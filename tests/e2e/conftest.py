@@ -33,11 +33,16 @@ pytestmark = pytest.mark.e2e
 WRITEBACK = [sys.executable, "-m", "writeback"]
 
 
-def run_cli(env: dict[str, str], *args: str) -> Any:
+def run_cli_text(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
         [*WRITEBACK, *args], env=env, capture_output=True, text=True, timeout=60, check=True
     )
-    return json.loads(done.stdout)
+    return done.stdout
+
+
+def run_cli(env: dict[str, str], *args: str) -> Any:
+    """A CLI command whose stdout is one JSON object."""
+    return json.loads(run_cli_text(env, *args))
 
 
 def _up(url: str) -> bool:
@@ -56,7 +61,17 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     database_url = create_database("wb_e2e")
     queue = f"wb-e2e-{uuid.uuid4().hex[:8]}"
-    env = deployment_env(database_url, queue, tmp_path_factory.mktemp("e2e-data"))
+    env = deployment_env(
+        database_url,
+        queue,
+        tmp_path_factory.mktemp("e2e-data"),
+        WRITEBACK_PSA_TIMEOUT="2",
+        WRITEBACK_RETRY_MAX_ATTEMPTS="3",
+        # A lost step is noticed within seconds: beat sweeps every second.
+        WRITEBACK_STEP_LEASE="5",
+        WRITEBACK_ENQUEUE_GRACE="5",
+        WRITEBACK_SWEEP_INTERVAL="1",
+    )
     yield env
     redis.Redis.from_url(REDIS_URL).delete(queue)
     drop_database(database_url)
@@ -77,37 +92,74 @@ def simulator_process(stack_env: dict[str, str], logs: Path) -> Iterator[Simulat
     process.stop()
 
 
-@pytest.fixture(scope="session")
-def api_url(stack_env: dict[str, str], logs: Path) -> Iterator[str]:
-    port = free_port()
-    process = Process(
-        "api",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "writeback.wsgi:app",
-        ],
-        stack_env,
-        logs,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _up(f"{url}/healthz"), timeout=30)
-    yield url
-    process.stop()
+class Stack:
+    """API (gunicorn), worker and beat as a deployment runs them, on one queue."""
+
+    def __init__(self, env: dict[str, str], logs: Path, name: str) -> None:
+        port = free_port()
+        self.env = env
+        self.url = f"http://127.0.0.1:{port}"
+        self.api = Process(
+            f"{name}-api",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "writeback.wsgi:app",
+            ],
+            env,
+            logs,
+        )
+        self.beat = Process(
+            f"{name}-beat",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "writeback.workers.celery_app",
+                "beat",
+                "--loglevel",
+                "INFO",
+            ],
+            env,
+            logs,
+        )
+        self.worker = celery_worker(env, logs, f"{name}-worker")
+        self._logs, self._name = logs, name
+        wait_until(lambda: _up(f"{self.url}/healthz"), timeout=30)
+
+    def replace_worker(self) -> None:
+        """SIGKILL the worker (it dies without a word) and start a fresh one."""
+        self.worker.kill()
+        self.worker = celery_worker(self.env, self._logs, f"{self._name}-worker2")
+
+    def stop(self) -> None:
+        for process in (self.worker, self.beat, self.api):
+            process.stop()
 
 
 @pytest.fixture(scope="session")
-def stack_worker(stack_env: dict[str, str], logs: Path) -> Iterator[Process]:
-    process = celery_worker(stack_env, logs, "e2e-worker")
-    yield process
-    process.stop()
+def stack(stack_env: dict[str, str], logs: Path) -> Iterator[Stack]:
+    running = Stack(stack_env, logs, "e2e")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def api_url(stack: Stack) -> str:
+    return stack.url
+
+
+@pytest.fixture(scope="session")
+def stack_worker(stack: Stack) -> Process:
+    return stack.worker
 
 
 def http_api(api_url: str, token: str) -> Api:
