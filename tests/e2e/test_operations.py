@@ -75,13 +75,8 @@ def test_a_worker_killed_mid_post_is_recovered_by_the_sweep_with_one_note(
         # The PSA takes 3 s to answer the note POST; it stores the note all the same.
         sim.fault("slow", ticket, method="POST", delay=3.0)
         job_id = client.start(session_id, "resolve")["job_id"]
-        client.wait_job(job_id, states=("running",))
-        wait_until(
-            lambda: (
-                any(c["method"] == "POST" for c in sim.calls(ticket)) or _posting(client, job_id)
-            )
-        )
-        time.sleep(0.5)  # the POST is on the wire
+        wait_until(lambda: client.get(f"/jobs/{job_id}")["step"] == "post_note")
+        time.sleep(0.5)  # intent recorded, the POST is on the wire
 
         stack.replace_worker()  # SIGKILL mid-post, then a fresh worker
 
