@@ -54,6 +54,8 @@ class Settings:
     max_body_bytes: int
     visibility_timeout: int
     queue_name: str
+    log_format: str
+    log_level: str
     worker_pool: str
     worker_concurrency: int
     sweep_interval: float
@@ -97,6 +99,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "WRITEBACK_MAX_BODY_BYTES", 1_000_000),
         visibility_timeout=_int(env, "WRITEBACK_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
         queue_name=env.get("WRITEBACK_QUEUE") or "writeback",
+        log_format=(env.get("WRITEBACK_LOG_FORMAT") or "text").lower(),
+        log_level=(env.get("WRITEBACK_LOG_LEVEL") or "INFO").upper(),
         worker_pool=env.get("WRITEBACK_WORKER_POOL") or "threads",
         worker_concurrency=_int(env, "WRITEBACK_WORKER_CONCURRENCY", 16),
         sweep_interval=_float(env, "WRITEBACK_SWEEP_INTERVAL", 30.0),
@@ -114,5 +118,7 @@ def _check(settings: Settings) -> None:
             "WRITEBACK_MAX_COUNTDOWN plus WRITEBACK_STEP_LEASE must stay under the broker "
             f"visibility timeout ({settings.visibility_timeout} s)"
         )
+    if settings.log_format not in ("text", "json"):
+        raise ConfigError("WRITEBACK_LOG_FORMAT must be text or json")
     if retry.max_attempts < 1 or retry.verify_attempts < 1:
         raise ConfigError("retry attempt counts must be at least 1")

@@ -71,6 +71,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         WRITEBACK_STEP_LEASE="5",
         WRITEBACK_ENQUEUE_GRACE="5",
         WRITEBACK_SWEEP_INTERVAL="1",
+        WRITEBACK_LOG_FORMAT="json",
     )
     yield env
     redis.Redis.from_url(REDIS_URL).delete(queue)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -47,3 +48,7 @@ def test_resolve_and_escalate_are_posted_verified_and_visible_to_a_polling_clien
         assert job["verified_status_id"] == status_id
     # Nothing secret in the worker's log: no credential, no note body.
     assert "priv-key" not in stack_worker.log and "## Fix" not in stack_worker.log
+    # Every line the pipeline logs about a job carries the job's fields.
+    lines = [json.loads(line) for line in stack_worker.log.splitlines() if line.startswith("{")]
+    ours = [line for line in lines if line.get("job_id") == job["id"]]
+    assert ours and all({"step", "session_id", "account_id"} <= line.keys() for line in ours)

@@ -257,6 +257,37 @@ def test_generated_input_validates_against_a_constrained_pydantic_schema(stub: S
     assert 80 <= len(parsed.summary) <= 120
 
 
+def test_generated_input_handles_less_common_schema_keywords(stub: Stub) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "when": {"type": "string", "format": "date-time"},
+            "kind": {"const": "escalation"},
+            "count": {"type": ["null", "integer"], "minimum": 2},
+            "merged": {
+                "allOf": [
+                    {"properties": {"a": {"type": "string", "title": "Alpha"}}, "required": ["a"]},
+                    {"properties": {"b": {"type": "boolean"}}},
+                ]
+            },
+            "odd": {"type": "mystery"},
+            "untyped": {},
+        },
+        "required": ["kind"],
+    }
+
+    generated = stub.ok(tool_body(schema))["content"][0]["input"]
+
+    assert list(generated)[0] == "kind"
+    assert generated["kind"] == "escalation"
+    assert generated["when"] == "2025-01-01T00:00:00Z"
+    assert generated["count"] == 2
+    assert generated["merged"]["a"].startswith("Alpha: Printer")
+    assert generated["merged"]["b"] is False
+    assert isinstance(generated["odd"], str)
+    assert generated["untyped"].startswith("Untyped: ")
+
+
 def test_tool_choice_any_forces_the_first_tool(stub: Stub) -> None:
     request_body = tool_body()
     request_body["tool_choice"] = {"type": "any"}

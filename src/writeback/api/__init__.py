@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from writeback import bootstrap
-from writeback.api import account_settings, connections, errors, jobs, sessions
+from writeback.api import account_settings, connections, errors, health, jobs, sessions
 
 
 def create_app(container: bootstrap.Container | None = None) -> Flask:
@@ -15,11 +15,6 @@ def create_app(container: bootstrap.Container | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["writeback"] = container
     errors.register(app)
-    for blueprint in (connections.bp, account_settings.bp, sessions.bp, jobs.bp):
+    for blueprint in (health.bp, connections.bp, account_settings.bp, sessions.bp, jobs.bp):
         app.register_blueprint(blueprint)
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
     return app

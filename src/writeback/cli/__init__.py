@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
-import sys
 
 import click
 
 from writeback import bootstrap
 from writeback.adapters.db import migrate
+from writeback.adapters.logs import configure_logging
 from writeback.cli import dev, repost
 from writeback.config import load_settings
 from writeback.domain import services
@@ -26,11 +25,8 @@ def _emit(payload: dict[str, object]) -> None:
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level on stderr.")
 def main(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    settings = load_settings()
+    configure_logging(settings.log_format, "INFO" if verbose else "WARNING")
 
 
 @main.group()

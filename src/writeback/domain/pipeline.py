@@ -22,6 +22,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from writeback.domain import logcontext
 from writeback.domain.errors import NotFound, PsaError, PsaTransientError, StatusNotApplied
 from writeback.domain.model import (
     NOTE_TYPE_BY_KIND,
@@ -102,6 +103,10 @@ class WritebackPipeline:
         }
 
     def run_step(self, job_id: str, step: Step, delivery_id: str) -> StepResult:
+        with logcontext.bound(job_id=job_id, step=str(step)):
+            return self._run_step(job_id, step, delivery_id)
+
+    def _run_step(self, job_id: str, step: Step, delivery_id: str) -> StepResult:
         now = self._clock()
         with self._uow() as tx:
             lease_until = now + timedelta(seconds=self._policy.step_lease)
@@ -339,6 +344,7 @@ class WritebackPipeline:
 
     def _load(self, tx: UnitOfWork, job_id: str) -> _Context:
         job = self._job(tx, job_id)
+        logcontext.add(session_id=job.session_id, account_id=job.account_id)
         session = tx.sessions.get(job.session_id)
         if session is None:
             raise NotFound(f"Session {job.session_id} of job {job_id} not found.")

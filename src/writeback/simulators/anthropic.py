@@ -30,7 +30,9 @@ Control API (no auth, JSON; errors use the vendor error shape):
   POST   /__sim/answers    {"content": [blocks] | "tool_input": {...}, "stop_reason"?, "times"?}
                            -> 201 answer (with "id"); FIFO, each used for `times` requests
                            (default 1, -1 = until cleared). `tool_input` becomes a tool_use block
-                           for the tool the answered request forces. stop_reason defaults to
+                           for the tool the answered request forces (else its first tool; a
+                           request without tools gets a 400). Blocks are returned verbatim; a
+                           tool_use block without "id" gets one. stop_reason defaults to
                            tool_use when the answer holds a tool_use block, else end_turn.
   GET    /__sim/answers    queued answers, "times" = uses left
   DELETE /__sim/answers    drop queued answers; 204
@@ -504,11 +506,10 @@ def _prompt_parts(req: MessagesRequest) -> Iterable[tuple[str, int, bool]]:
         yield _canonical(block), _tokens(_block_chars(block)), "cache_control" in block
     for message in req.messages:
         content = message["content"]
-        blocks = [content] if isinstance(content, str) else content
-        for block in blocks:
-            part = _canonical([message["role"], block])
-            breakpoint_ = isinstance(block, dict) and "cache_control" in block
-            yield part, _tokens(_block_chars(block)), breakpoint_
+        for item in [content] if isinstance(content, str) else content:
+            part = _canonical([message["role"], item])
+            breakpoint_ = isinstance(item, dict) and "cache_control" in item
+            yield part, _tokens(_block_chars(item)), breakpoint_
 
 
 def input_usage(state: StubState, req: MessagesRequest) -> tuple[int, int, int]:
@@ -600,7 +601,9 @@ class SchemaFiller:
             if isinstance(schema.get(key), list) and schema[key]:
                 options = [o for o in schema[key] if not _is_null_schema(o)]
                 return self.value((options or schema[key])[0], label, index, depth + 1)
-        filler = self._fillers().get(_schema_type(schema), self._string)
+        fillers = self._fillers()
+        # Unknown types get a string: the likeliest thing a loose schema accepts.
+        filler = fillers.get(_schema_type(schema), fillers["string"])
         return filler(schema, label, index, depth)
 
     def _fillers(self) -> dict[str, Callable[[Json, str, int, int], Any]]:
@@ -637,7 +640,8 @@ class SchemaFiller:
     def _object(self, schema: Json, _title: str, _index: int, depth: int) -> Json:
         properties = schema.get("properties")
         properties = properties if isinstance(properties, dict) else {}
-        required = [n for n in schema.get("required", []) if isinstance(n, str)]
+        declared = schema.get("required")
+        required = [n for n in declared if isinstance(n, str)] if isinstance(declared, list) else []
         names = required + [n for n in properties if n not in required]
         result: Json = {}
         for name in names:

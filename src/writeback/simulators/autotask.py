@@ -214,9 +214,7 @@ class SimState:
             # Unconfirmed wording; it only has to be told apart from a bad integration code.
             raise ApiError(401, "User authentication failed: check the UserName and Secret.")
         if integration_code != user.integration_code:
-            raise ApiError(
-                401, "The ApiIntegrationCode is missing or not valid for this API user."
-            )
+            raise ApiError(401, "The ApiIntegrationCode is missing or not valid for this API user.")
         return user
 
     # Picklists.
@@ -666,7 +664,9 @@ def put_zone() -> Response:
         raise ControlError("prefix must be a single path segment such as 'ws5'")
     _state().move_zone(prefix)
     base = request.host_url
-    return jsonify({"url": f"{base}{prefix}/atservicesrest/" if prefix else f"{base}atservicesrest/"})
+    return jsonify(
+        {"url": f"{base}{prefix}/atservicesrest/" if prefix else f"{base}atservicesrest/"}
+    )
 
 
 # --- app factory -------------------------------------------------------------------------------

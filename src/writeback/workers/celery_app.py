@@ -6,7 +6,19 @@ others) builds it: the object is lazy and opens no connection until the worker s
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery import signals
+
+from writeback.adapters.logs import configure_logging
 from writeback.adapters.queue import create_celery_app
 from writeback.config import load_settings
 
-app = create_celery_app(load_settings(), include=("writeback.workers.tasks",))
+settings = load_settings()
+app = create_celery_app(settings, include=("writeback.workers.tasks",))
+
+
+@signals.setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    """Our format (JSON in production) instead of Celery's own."""
+    configure_logging(settings.log_format, settings.log_level)

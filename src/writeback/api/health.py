@@ -1,0 +1,52 @@
+"""Liveness and readiness for orchestrators: no auth, no secrets, cheap."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from flask import Blueprint, Response
+
+from writeback.api.context import container
+from writeback.api.errors import problem
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz() -> Response | dict[str, object]:
+    """The database and the broker answer: safe to route traffic here."""
+    checks = {"database": _database(), "broker": _broker()}
+    if all(result == "ok" for result in checks.values()):
+        return {"status": "ready", "checks": checks}
+    return problem(
+        503, "not_ready", "Service Unavailable", "A dependency is unreachable.", checks=checks
+    )
+
+
+def _database() -> str:
+    try:
+        with container().engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        log.warning("readiness: database unreachable: %s", type(exc).__name__)
+        return "unreachable"
+    return "ok"
+
+
+def _broker() -> str:
+    try:
+        with container().celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        log.warning("readiness: broker unreachable: %s", type(exc).__name__)
+        return "unreachable"
+    return "ok"
