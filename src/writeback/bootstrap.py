@@ -17,6 +17,7 @@ from writeback.adapters.db.engine import create_engine, session_factory
 from writeback.adapters.db.orm import start_mappers
 from writeback.adapters.db.repositories import SqlAlchemyUnitOfWork
 from writeback.adapters.llm.offline import OfflineDrafter
+from writeback.adapters.metrics import WorkerMetrics
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
 from writeback.adapters.queue import CeleryJobQueue, create_celery_app
@@ -36,6 +37,7 @@ class Container:
     celery: Celery
     queue: CeleryJobQueue
     drafter: Drafter
+    metrics: WorkerMetrics
 
     def pipeline(self) -> WritebackPipeline:
         return WritebackPipeline(
@@ -71,6 +73,7 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         celery=celery,
         queue=CeleryJobQueue(celery),
         drafter=OfflineDrafter(),
+        metrics=WorkerMetrics(),
     )
 
 

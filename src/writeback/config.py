@@ -55,6 +55,7 @@ class Settings:
     visibility_timeout: int
     queue_name: str
     log_format: str
+    metrics_port: int | None
     log_level: str
     worker_pool: str
     worker_concurrency: int
@@ -101,6 +102,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue_name=env.get("WRITEBACK_QUEUE") or "writeback",
         log_format=(env.get("WRITEBACK_LOG_FORMAT") or "text").lower(),
         log_level=(env.get("WRITEBACK_LOG_LEVEL") or "INFO").upper(),
+        metrics_port=_int(env, "WRITEBACK_METRICS_PORT", 0) or None,
         worker_pool=env.get("WRITEBACK_WORKER_POOL") or "threads",
         worker_concurrency=_int(env, "WRITEBACK_WORKER_CONCURRENCY", 16),
         sweep_interval=_float(env, "WRITEBACK_SWEEP_INTERVAL", 30.0),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from writeback import bootstrap
+from writeback.adapters.metrics import api_metrics
 from writeback.api import account_settings, connections, errors, health, jobs, sessions
 
 
@@ -14,6 +15,7 @@ def create_app(container: bootstrap.Container | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = container.settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["writeback"] = container
+    app.extensions["writeback.metrics"] = api_metrics(container.engine)
     errors.register(app)
     for blueprint in (health.bp, connections.bp, account_settings.bp, sessions.bp, jobs.bp):
         app.register_blueprint(blueprint)

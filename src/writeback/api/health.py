@@ -1,11 +1,12 @@
-"""Liveness and readiness for orchestrators: no auth, no secrets, cheap."""
+"""Liveness, readiness and metrics for orchestrators and scrapers: no auth, no secrets."""
 
 from __future__ import annotations
 
 import logging
 
 import sqlalchemy as sa
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from writeback.api.context import container
 from writeback.api.errors import problem
@@ -30,6 +31,12 @@ def readyz() -> Response | dict[str, object]:
     return problem(
         503, "not_ready", "Service Unavailable", "A dependency is unreachable.", checks=checks
     )
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Job counts by state, for Prometheus. Aggregates only: no ids, no tenant data."""
+    return Response(current_app.extensions["writeback.metrics"](), mimetype=CONTENT_TYPE_LATEST)
 
 
 def _database() -> str:

@@ -8,6 +8,7 @@ reaches the broker or Flower.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Task, current_app, shared_task
@@ -33,7 +34,16 @@ def _container() -> bootstrap.Container:
 
 
 def _run(task: Task, job_id: str, step: Step) -> str:
-    result = _container().pipeline().run_step(job_id, step, task.request.id)
+    container = _container()
+    started = time.perf_counter()
+    result = container.pipeline().run_step(job_id, step, task.request.id)
+    metrics = container.metrics
+    metrics.step_seconds.labels(str(step), str(result.action)).observe(
+        time.perf_counter() - started
+    )
+    if result.action in (Action.FINISHED, Action.FAILED):
+        state = "succeeded" if result.action is Action.FINISHED else "failed"
+        metrics.jobs_finished.labels(state).inc()
     if result.action is Action.RETRY:
         raise task.retry(countdown=result.countdown)
     if result.action is Action.FAILED:
