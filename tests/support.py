@@ -136,21 +136,14 @@ class Process:
         self._log.close()
 
 
-def celery_worker(env: dict[str, str], log_dir: Path, name: str = "worker", *extra: str) -> Process:
+def celery_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
+    """The worker as docker-compose.yml runs it, with a unique name and a quicker start."""
     args = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "writeback.workers.celery_app",
-        "worker",
-        "--loglevel",
-        "INFO",
+        *compose_command("worker"),
         "--without-gossip",
         "--without-mingle",
         "--hostname",
         f"{name}-{uuid.uuid4().hex[:6]}@%h",
-        *extra,
     ]
     worker = Process(name, args, env, log_dir)
     worker.wait_for_log("ready.")
@@ -270,3 +263,17 @@ class Api:
             return job if job["state"] in states else None
 
         return wait_until(settled, timeout, interval=0.1)
+
+
+COMPOSE_FILE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
+
+
+def compose_command(service: str, replace: dict[str, str] | None = None) -> list[str]:
+    """The command docker-compose.yml gives `service`, runnable here: its program started from
+    this virtualenv, container addresses and ports replaced (`replace` maps argument -> value)."""
+    import yaml
+
+    command = yaml.safe_load(COMPOSE_FILE.read_text())["services"][service]["command"]
+    program, *args = command
+    args = [(replace or {}).get(arg, arg) for arg in args]
+    return [sys.executable, "-m", program, *args]

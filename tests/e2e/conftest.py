@@ -21,6 +21,7 @@ from tests.support import (
     Process,
     Simulator,
     celery_worker,
+    compose_command,
     create_database,
     deployment_env,
     drop_database,
@@ -31,6 +32,7 @@ from tests.support import (
 pytestmark = pytest.mark.e2e
 
 WRITEBACK = [sys.executable, "-m", "writeback"]
+FLOWER_AUTH = "ops:flower-e2e-password"
 
 
 def run_cli_text(env: dict[str, str], *args: str) -> str:
@@ -48,7 +50,7 @@ def run_cli(env: dict[str, str], *args: str) -> Any:
 def _up(url: str) -> bool:
     try:
         return requests.get(url, timeout=1).status_code < 500
-    except requests.ConnectionError:
+    except requests.RequestException:
         return False
 
 
@@ -94,47 +96,23 @@ def simulator_process(stack_env: dict[str, str], logs: Path) -> Iterator[Simulat
 
 
 class Stack:
-    """API (gunicorn), worker and beat as a deployment runs them, on one queue."""
+    """The processes docker-compose.yml runs (API, worker, beat, Flower) with its commands, on
+    loopback ports and one queue of their own."""
 
     def __init__(self, env: dict[str, str], logs: Path, name: str) -> None:
-        port = free_port()
-        self.env = env
+        port, flower_port = free_port(), free_port()
+        self.env = {**env, "FLOWER_BASIC_AUTH": FLOWER_AUTH}
         self.url = f"http://127.0.0.1:{port}"
-        self.api = Process(
-            f"{name}-api",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "writeback.wsgi:app",
-            ],
-            env,
-            logs,
-        )
-        self.beat = Process(
-            f"{name}-beat",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "writeback.workers.celery_app",
-                "beat",
-                "--loglevel",
-                "INFO",
-            ],
-            env,
-            logs,
-        )
-        self.worker = celery_worker(env, logs, f"{name}-worker")
+        self.flower_url = f"http://127.0.0.1:{flower_port}"
+        api = compose_command("api", {"0.0.0.0:8000": f"127.0.0.1:{port}"})
+        flower = compose_command("flower", {"0.0.0.0": "127.0.0.1", "5555": str(flower_port)})
+        self.api = Process(f"{name}-api", api, self.env, logs)
+        self.beat = Process(f"{name}-beat", compose_command("beat"), self.env, logs)
+        self.flower = Process(f"{name}-flower", flower, self.env, logs)
+        self.worker = celery_worker(self.env, logs, f"{name}-worker")
         self._logs, self._name = logs, name
-        wait_until(lambda: _up(f"{self.url}/healthz"), timeout=30)
+        wait_until(lambda: _up(f"{self.url}/readyz"), timeout=30)
+        wait_until(lambda: _up(f"{self.flower_url}/healthcheck"), timeout=30)
 
     def replace_worker(self) -> None:
         """SIGKILL the worker (it dies without a word) and start a fresh one."""
@@ -142,7 +120,7 @@ class Stack:
         self.worker = celery_worker(self.env, self._logs, f"{self._name}-worker2")
 
     def stop(self) -> None:
-        for process in (self.worker, self.beat, self.api):
+        for process in (self.worker, self.beat, self.flower, self.api):
             process.stop()
 
 

@@ -27,7 +27,7 @@ def _bare_environment() -> dict[str, str]:
 def _up(url: str) -> bool:
     try:
         return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
+    except requests.RequestException:
         return False
 
 
