@@ -26,6 +26,7 @@ from writeback.domain.model import (
     ApiToken,
     Board,
     BoardStatus,
+    Draft,
     JobCursor,
     JobEvent,
     JobFilter,
@@ -52,6 +53,7 @@ class Store:
     sessions: dict[int, AiSession] = field(default_factory=dict)
     jobs: dict[str, WritebackJob] = field(default_factory=dict)
     events: list[JobEvent] = field(default_factory=list)
+    drafts: dict[str, Draft] = field(default_factory=dict)
     commits: int = 0
 
 
@@ -210,6 +212,17 @@ class FakeJobs:
         return [e for e in self.s.events if e.job_id == job_id]
 
 
+class FakeDrafts:
+    def __init__(self, store: Store) -> None:
+        self.s = store
+
+    def get(self, key: str) -> Draft | None:
+        return self.s.drafts.get(key)
+
+    def put(self, key: str, account_id: int, draft: Draft) -> None:
+        self.s.drafts.setdefault(key, draft)
+
+
 class FakeUnitOfWork:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -217,6 +230,7 @@ class FakeUnitOfWork:
         self.connections = FakeConnections(store)
         self.sessions = FakeSessions(store)
         self.jobs = FakeJobs(store)
+        self.drafts = FakeDrafts(store)
 
     def __enter__(self) -> FakeUnitOfWork:
         return self

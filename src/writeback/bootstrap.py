@@ -16,15 +16,18 @@ from writeback.adapters.crypto import FernetSealer, load_or_create_key_file
 from writeback.adapters.db.engine import create_engine, session_factory
 from writeback.adapters.db.orm import start_mappers
 from writeback.adapters.db.repositories import SqlAlchemyUnitOfWork
+from writeback.adapters.llm.anthropic_drafter import AnthropicDrafter
 from writeback.adapters.llm.offline import OfflineDrafter
 from writeback.adapters.metrics import WorkerMetrics
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
 from writeback.adapters.queue import CeleryJobQueue, create_celery_app
 from writeback.config import Settings, load_settings
+from writeback.domain.drafting import Drafting, DraftPolicy
 from writeback.domain.model import utcnow
 from writeback.domain.pipeline import WritebackPipeline
 from writeback.domain.ports import Drafter, UnitOfWorkFactory
+from writeback.domain.redaction import Redactor
 
 
 @dataclass
@@ -36,14 +39,14 @@ class Container:
     registry: ProviderRegistry
     celery: Celery
     queue: CeleryJobQueue
-    drafter: Drafter
+    drafting: Drafting
     metrics: WorkerMetrics
 
     def pipeline(self) -> WritebackPipeline:
         return WritebackPipeline(
             uow=self.uow,
             registry=self.registry,
-            drafter=self.drafter,
+            drafting=self.drafting,
             policy=self.settings.retry,
             clock=utcnow,
             sleep=time.sleep,
@@ -72,9 +75,25 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         registry=registry,
         celery=celery,
         queue=CeleryJobQueue(celery),
-        drafter=OfflineDrafter(),
+        drafting=Drafting(
+            drafter=_drafter(settings),
+            redactor=Redactor(settings.redact_patterns),
+            policy=DraftPolicy(settings.draft_max_chars, settings.draft_link_hosts),
+        ),
         metrics=WorkerMetrics(),
     )
+
+
+def _drafter(settings: Settings) -> Drafter:
+    """The model when a key is configured, else the offline template (the service still works)."""
+    if settings.anthropic_api_key:
+        return AnthropicDrafter(
+            api_key=settings.anthropic_api_key,
+            base_url=settings.anthropic_base_url,
+            model=settings.anthropic_model,
+            timeout=settings.llm_timeout,
+        )
+    return OfflineDrafter()
 
 
 _lock = threading.Lock()

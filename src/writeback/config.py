@@ -6,7 +6,9 @@ database, a filesystem Celery broker and a generated Fernet key file.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,22 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_float(env, name, default))
 
 
+def _patterns(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Extra redaction patterns: a JSON array of regular expressions."""
+    raw = env.get(name)
+    if not raw:
+        return ()
+    try:
+        patterns = json.loads(raw)
+        if not isinstance(patterns, list):
+            raise ValueError
+        for pattern in patterns:
+            re.compile(pattern)
+    except (ValueError, TypeError, re.error):
+        raise ConfigError(f"{name} must be a JSON array of regular expressions") from None
+    return tuple(patterns)
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -49,6 +67,11 @@ class Settings:
     secret_key_file: Path
     anthropic_api_key: str | None
     anthropic_base_url: str | None
+    anthropic_model: str
+    llm_timeout: float
+    redact_patterns: tuple[str, ...]
+    draft_max_chars: int
+    draft_link_hosts: frozenset[str]
     allow_private_psa_hosts: bool
     psa_timeout: float
     max_body_bytes: int
@@ -95,6 +118,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key_file=data_dir / "secret.key",
         anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
         anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
+        anthropic_model=env.get("WRITEBACK_ANTHROPIC_MODEL") or "claude-sonnet-4-6",
+        llm_timeout=_float(env, "WRITEBACK_LLM_TIMEOUT", 30.0),
+        redact_patterns=_patterns(env, "WRITEBACK_REDACT_PATTERNS"),
+        draft_max_chars=_int(env, "WRITEBACK_DRAFT_MAX_CHARS", 8000),
+        draft_link_hosts=frozenset(
+            h.strip().lower()
+            for h in env.get("WRITEBACK_DRAFT_LINK_HOSTS", "").split(",")
+            if h.strip()
+        ),
         allow_private_psa_hosts=_flag(env, "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS"),
         psa_timeout=_float(env, "WRITEBACK_PSA_TIMEOUT", 30.0),
         max_body_bytes=_int(env, "WRITEBACK_MAX_BODY_BYTES", 1_000_000),

@@ -7,15 +7,17 @@ import pytest
 
 from tests.fakes import FakePsaProvider, FakeQueue, FakeRegistry, FakeUnitOfWork, Store
 from writeback.domain import services
+from writeback.domain.drafting import Drafting, DraftPolicy, fingerprint, render_escalation
 from writeback.domain.model import (
     AccountSettings,
-    AiSession,
     Draft,
     JobKind,
+    PromptInput,
     PsaConnection,
     Step,
 )
 from writeback.domain.pipeline import Action, StepResult, WritebackPipeline
+from writeback.domain.redaction import Redactor
 from writeback.domain.retry import RetryPolicy
 
 
@@ -42,6 +44,11 @@ class World:
     principal: services.Principal
     connection_id: int
     sleeps: list[float] = field(default_factory=list)
+    drafter: CountingDrafter = field(default_factory=lambda: CountingDrafter())
+
+    @property
+    def drafting(self) -> Drafting:
+        return Drafting(drafter=self.drafter, redactor=Redactor(), policy=DraftPolicy())
 
     def uow(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self.store)
@@ -50,7 +57,7 @@ class World:
         return WritebackPipeline(
             uow=self.uow,
             registry=FakeRegistry(self.provider),
-            drafter=_Drafter(),
+            drafting=self.drafting,
             policy=self.policy,
             clock=self.clock,
             sleep=self.sleeps.append,
@@ -112,9 +119,21 @@ class World:
         raise AssertionError("job did not settle")
 
 
-class _Drafter:
-    def draft(self, kind: JobKind, session: AiSession) -> Draft:
-        return Draft(markdown=f"drafted {kind}", drafter="test")
+class CountingDrafter:
+    """Drafts "drafted <kind>" and counts how often it was asked."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.markdown: str | None = None  # a fixed answer, e.g. an unsafe one
+
+    def fingerprint(self, prompt: PromptInput) -> str:
+        return fingerprint("counting", prompt.fields())
+
+    def draft(self, prompt: PromptInput) -> Draft:
+        self.calls += 1
+        if self.markdown is None and prompt.kind is JobKind.ESCALATE:
+            return Draft(render_escalation("drafted escalate", [], [], "", []), drafter="test")
+        return Draft(markdown=self.markdown or f"drafted {prompt.kind}", drafter="test")
 
 
 @pytest.fixture

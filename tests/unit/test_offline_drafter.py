@@ -3,20 +3,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from writeback.adapters.llm.offline import OfflineDrafter
+from writeback.domain.drafting import ESCALATION_HEADINGS, prompt_input
 from writeback.domain.model import AiSession, JobKind
-
-SECTIONS = [
-    "## Problem",
-    "## What we've confirmed",
-    "## What we've tried",
-    "## Current hypothesis",
-    "## Suggested next steps",
-]
+from writeback.domain.redaction import Redactor
 
 
-def _session() -> AiSession:
+def _session(**changes: object) -> AiSession:
     now = datetime.now(UTC)
-    return AiSession(
+    session = AiSession(
         account_id=1,
         user_id=1,
         session_type="chat",
@@ -30,19 +24,28 @@ def _session() -> AiSession:
             {"role": "assistant", "content": "Likely a stale token in the WAM broker."},
         ],
     )
+    for name, value in changes.items():
+        setattr(session, name, value)
+    return session
+
+
+def _draft(kind: JobKind, session: AiSession) -> str:
+    return OfflineDrafter().draft(prompt_input(kind, session, Redactor())).markdown
 
 
 def test_escalation_package_has_the_five_sections_in_order() -> None:
-    markdown = OfflineDrafter().draft(JobKind.ESCALATE, _session()).markdown
-    positions = [markdown.index(section) for section in SECTIONS]
+    markdown = _draft(JobKind.ESCALATE, _session())
+    positions = [markdown.index(f"## {heading}\n") for heading in ESCALATION_HEADINGS]
     assert positions == sorted(positions)
     assert "It started after the MFA rollout." in markdown
     assert "stale token" in markdown.split("## Current hypothesis")[1]
 
 
-def test_resolution_note_is_deterministic() -> None:
+def test_resolution_note_is_deterministic_and_fingerprinted_by_its_input() -> None:
     drafter = OfflineDrafter()
-    first = drafter.draft(JobKind.RESOLVE, _session())
-    assert first == drafter.draft(JobKind.RESOLVE, _session())
-    assert first.drafter == "offline-template"
-    assert "Outlook keeps asking for a password" in first.markdown
+    prompt = prompt_input(JobKind.RESOLVE, _session(), Redactor())
+    assert drafter.draft(prompt) == drafter.draft(prompt)
+    assert drafter.draft(prompt).drafter == "offline-template"
+    assert "Outlook keeps asking for a password" in drafter.draft(prompt).markdown
+    changed = prompt_input(JobKind.RESOLVE, _session(psa_ticket_id="9"), Redactor())
+    assert drafter.fingerprint(prompt) != drafter.fingerprint(changed)

@@ -12,8 +12,10 @@ from werkzeug.exceptions import HTTPException
 from writeback.domain.errors import (
     Conflict,
     DomainError,
+    DraftRejected,
     InvalidInput,
     JobInFlight,
+    LlmUnavailable,
     NotFound,
     Unauthorized,
 )
@@ -80,6 +82,12 @@ def _domain_error(exc: DomainError) -> Response:
         )
     if isinstance(exc, Conflict):
         return problem(409, exc.code, "Conflict", exc.message)
+    if isinstance(exc, DraftRejected):
+        return problem(422, exc.code, "Unprocessable Content", exc.message)
+    if isinstance(exc, LlmUnavailable):
+        response = problem(503, exc.code, "Service Unavailable", exc.message)
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after or 5)))
+        return response
     log.error("unmapped domain error %s", type(exc).__name__)
     return problem(500, "internal_error", "Internal Server Error", "An unexpected error occurred.")
 

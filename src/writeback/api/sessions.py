@@ -51,3 +51,17 @@ def post_writeback(session_id: int, document: str) -> tuple[dict[str, object], i
     )
     status_url = f"/api/v1/jobs/{job.id}"
     return {"job_id": job.id, "status_url": status_url}, 202, {"Location": status_url}
+
+
+@bp.post('/<int:session_id>/<any("resolution-note", "escalation-package"):document>/preview')
+def preview(session_id: int, document: str) -> dict[str, object]:
+    kind = WRITEBACK_ROUTES[document]
+    c = container()
+    draft, cached = services.preview(principal(), session_id, kind, uow=c.uow, drafting=c.drafting)
+    return {
+        "kind": str(kind),
+        "markdown": draft.markdown,
+        "cached": cached,
+        "drafter": draft.drafter,
+        "usage": draft.usage,
+    }

@@ -53,6 +53,24 @@ class JobInFlight(Conflict):
         self.job_id = job_id
 
 
+class DraftRejected(DomainError):
+    """A draft that must not be posted: refused by the model, cut short, or failing validation."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LlmUnavailable(DomainError):
+    """The model did not answer within its retry budget (429, 529, 5xx, timeouts)."""
+
+    code = "llm_unavailable"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 # PSA errors: raised by providers, turned into job outcomes by the pipeline.
 
 

@@ -113,6 +113,26 @@ class PostedNote:
 class Draft:
     markdown: str
     drafter: str  # which drafter produced it, e.g. "offline-template" or the model id
+    usage: dict[str, int] | None = None  # model token usage, when a model drafted it
+
+
+@dataclass(frozen=True)
+class PromptInput:
+    """Everything a drafter may use, already redacted. Its fingerprint keys the cache."""
+
+    kind: JobKind
+    intake: str
+    messages: tuple[tuple[str, str], ...]  # (role, text)
+    ticket_id: str | None
+    secrets: frozenset[str]  # what redaction removed; never sent, never accepted back
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "kind": str(self.kind),
+            "intake": self.intake,
+            "messages": [list(m) for m in self.messages],
+            "ticket_id": self.ticket_id,
+        }
 
 
 @dataclass

@@ -23,7 +23,15 @@ from tenacity import (
 )
 
 from writeback.domain import logcontext
-from writeback.domain.errors import NotFound, PsaError, PsaTransientError, StatusNotApplied
+from writeback.domain.drafting import Drafting
+from writeback.domain.errors import (
+    DraftRejected,
+    LlmUnavailable,
+    NotFound,
+    PsaError,
+    PsaTransientError,
+    StatusNotApplied,
+)
 from writeback.domain.model import (
     NOTE_TYPE_BY_KIND,
     AiSession,
@@ -36,7 +44,6 @@ from writeback.domain.model import (
 )
 from writeback.domain.ports import (
     Clock,
-    Drafter,
     ProviderRegistry,
     PsaProvider,
     Sleep,
@@ -83,14 +90,14 @@ class WritebackPipeline:
         *,
         uow: UnitOfWorkFactory,
         registry: ProviderRegistry,
-        drafter: Drafter,
+        drafting: Drafting,
         policy: RetryPolicy,
         clock: Clock,
         sleep: Sleep,
     ) -> None:
         self._uow = uow
         self._registry = registry
-        self._drafter = drafter
+        self._drafting = drafting
         self._policy = policy
         self._clock = clock
         self._sleep = sleep
@@ -116,9 +123,9 @@ class WritebackPipeline:
             tx.commit()
         try:
             return self._handlers[step](job_id)
-        except PsaTransientError as exc:
+        except (PsaTransientError, LlmUnavailable) as exc:
             return self._retry_later(job_id, step, exc.code, exc.message, exc.retry_after)
-        except PsaError as exc:
+        except (PsaError, DraftRejected) as exc:
             return self._fail(job_id, step, exc.code, exc.message)
         except Exception as exc:  # a bug or an outage we cannot classify: bounded retries
             log.exception("step %s of job %s raised", step, job_id)
@@ -132,9 +139,10 @@ class WritebackPipeline:
         with self._uow() as tx:
             ctx = self._load(tx, job_id)
             if not ctx.job.markdown:
-                draft = self._drafter.draft(JobKind(ctx.job.kind), ctx.session)
+                # Reuses the preview the technician saw when the session has not changed since.
+                draft, cached = self._drafting.draft(tx, JobKind(ctx.job.kind), ctx.session)
                 ctx.job.markdown = draft.markdown
-                self._event(tx, job_id, Step.DRAFT, "drafted", drafter=draft.drafter)
+                self._event(tx, job_id, Step.DRAFT, "drafted", drafter=draft.drafter, cached=cached)
             next_step = Step.POST_NOTE if ctx.session.has_ticket else Step.FINALIZE
             return self._advance(tx, ctx.job, Step.DRAFT, next_step)
 

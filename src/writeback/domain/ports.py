@@ -18,9 +18,9 @@ from writeback.domain.model import (
     JobCursor,
     JobEvent,
     JobFilter,
-    JobKind,
     NoteType,
     PostedNote,
+    PromptInput,
     PsaConnection,
     Step,
     Ticket,
@@ -60,7 +60,18 @@ class ProviderRegistry(Protocol):
 
 
 class Drafter(Protocol):
-    def draft(self, kind: JobKind, session: AiSession) -> Draft: ...
+    """Turns a (redacted) prompt input into a document. `fingerprint` identifies exactly what
+    it would send (model, instructions, input), so a cache keyed by it can never go stale."""
+
+    def fingerprint(self, prompt: PromptInput) -> str: ...
+
+    def draft(self, prompt: PromptInput) -> Draft: ...
+
+
+class DraftRepository(Protocol):
+    def get(self, key: str) -> Draft | None: ...
+
+    def put(self, key: str, account_id: int, draft: Draft) -> None: ...
 
 
 class CredentialSealer(Protocol):
@@ -144,6 +155,7 @@ class UnitOfWork(Protocol):
     connections: ConnectionRepository
     sessions: SessionRepository
     jobs: JobRepository
+    drafts: DraftRepository
 
     def __enter__(self) -> UnitOfWork: ...
 

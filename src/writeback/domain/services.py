@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from writeback.domain.drafting import Drafting
 from writeback.domain.errors import (
     AlreadyClosed,
     Conflict,
@@ -24,6 +25,7 @@ from writeback.domain.model import (
     AccountSettings,
     AiSession,
     ApiToken,
+    Draft,
     JobCursor,
     JobEvent,
     JobFilter,
@@ -359,3 +361,19 @@ def retry_job(
     except Exception:
         log.exception("enqueue of retried job %s failed; left for the sweeper", job_id)
     return job
+
+
+def preview(
+    principal: Principal,
+    session_id: int,
+    kind: JobKind,
+    *,
+    uow: UnitOfWorkFactory,
+    drafting: Drafting,
+) -> tuple[Draft, bool]:
+    """The draft a post with no markdown would use, and whether it came from the cache."""
+    with uow() as tx:
+        session = tx.sessions.get(session_id, principal.account_id)
+        if session is None:
+            raise NotFound(f"Session {session_id} not found.")
+        return drafting.draft(tx, kind, session)

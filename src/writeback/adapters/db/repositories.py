@@ -20,6 +20,7 @@ from writeback.domain.model import (
     AccountSettings,
     AiSession,
     ApiToken,
+    Draft,
     JobCursor,
     JobEvent,
     JobFilter,
@@ -28,6 +29,7 @@ from writeback.domain.model import (
     Step,
     User,
     WritebackJob,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -248,6 +250,33 @@ class SqlJobRepository:
         return self._s.scalars(query).all()
 
 
+class SqlDraftRepository:
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def get(self, key: str) -> Draft | None:
+        row = self._s.execute(
+            sa.select(tables.draft_cache).where(tables.draft_cache.c.key == key)
+        ).first()
+        if row is None:
+            return None
+        return Draft(markdown=row.markdown, drafter=row.drafter, usage=row.usage)
+
+    def put(self, key: str, account_id: int, draft: Draft) -> None:
+        exists = sa.select(tables.draft_cache.c.key).where(tables.draft_cache.c.key == key)
+        if self._s.execute(exists).first() is None:  # two drafts of one state are equivalent
+            self._s.execute(
+                sa.insert(tables.draft_cache).values(
+                    key=key,
+                    account_id=account_id,
+                    markdown=draft.markdown,
+                    drafter=draft.drafter,
+                    usage=draft.usage,
+                    created_at=utcnow(),
+                )
+            )
+
+
 class SqlAlchemyUnitOfWork:
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
@@ -258,6 +287,7 @@ class SqlAlchemyUnitOfWork:
         self.connections = SqlConnectionRepository(self._session)
         self.sessions = SqlSessionRepository(self._session)
         self.jobs = SqlJobRepository(self._session)
+        self.drafts = SqlDraftRepository(self._session)
         return self
 
     def __exit__(

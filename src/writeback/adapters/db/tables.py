@@ -175,3 +175,15 @@ job_events = sa.Table(
     sa.Column("detail", JSON, nullable=False),
     sa.Index("ix_job_events_job_id", "job_id", "id"),
 )
+
+draft_cache = sa.Table(
+    "draft_cache",
+    metadata,
+    # sha256 of the account and of exactly what the drafter sends: a changed session is a new key.
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.Integer, _fk("accounts.id"), nullable=False, index=True),
+    sa.Column("markdown", sa.Text, nullable=False),
+    sa.Column("drafter", sa.String(120), nullable=False),
+    sa.Column("usage", JSON, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
