@@ -27,6 +27,7 @@ from writeback.api import create_app
 from writeback.config import load_settings
 from writeback.domain import services
 from writeback.domain.model import utcnow
+from writeback.simulators import anthropic as anthropic_stub
 from writeback.simulators import connectwise
 from writeback.simulators.server import serve
 
@@ -47,8 +48,15 @@ def simulator() -> Iterator[Simulator]:
 
 
 @pytest.fixture(scope="session")
+def llm() -> Iterator[str]:
+    """The Messages API stub: drafts in these tests come from the model path."""
+    with serve(anthropic_stub.create_app()) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
 def service_env(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, llm: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     queue = f"wb-it-{uuid.uuid4().hex[:8]}"
     env = deployment_env(
@@ -59,6 +67,8 @@ def service_env(
         WRITEBACK_VERIFY_ATTEMPTS="3",
         WRITEBACK_RETRY_MAX_ATTEMPTS="4",
         WRITEBACK_WORKER_CONCURRENCY="8",
+        ANTHROPIC_API_KEY="test-key",
+        ANTHROPIC_BASE_URL=llm,
     )
     yield env
     redis.Redis.from_url(REDIS_URL).delete(queue)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from writeback.domain.durations import parse_duration
 from writeback.domain.model import (
@@ -46,6 +46,14 @@ class SettingsIn(Strict):
     cw_escalated_status_id: int | None = Field(default=None, gt=0)
 
 
+def _ticket_as_text(value: Any) -> Any:
+    """PSA ticket ids are numbers in some PSAs and strings in others: keep them as text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+TicketId = Annotated[str, BeforeValidator(_ticket_as_text), Field(min_length=1, max_length=64)]
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["user", "assistant"]
@@ -60,12 +68,16 @@ class SessionIn(BaseModel):
     intake_content: dict[str, Any] = Field(default_factory=dict)
     conversation_messages: list[Message] = Field(default_factory=list, max_length=2000)
     psa_connection_id: int | None = Field(default=None, gt=0)
-    psa_ticket_id: str | None = Field(default=None, min_length=1, max_length=64)
+    psa_ticket_id: TicketId | None = None
 
-    @field_validator("psa_ticket_id", mode="before")
-    @classmethod
-    def _ticket_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+class SessionPatch(Strict):
+    """Only the fields sent change."""
+
+    intake_content: dict[str, Any] = Field(default_factory=dict)
+    conversation_messages: list[Message] = Field(default_factory=list, max_length=2000)
+    psa_connection_id: int | None = Field(default=None, gt=0)
+    psa_ticket_id: TicketId | None = None
 
 
 class WritebackIn(Strict):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from writeback.api.context import authenticate_request, body, container, principal
-from writeback.api.schemas import SessionIn, WritebackIn, session_out
+from writeback.api.schemas import SessionIn, SessionPatch, WritebackIn, session_out
 from writeback.domain import services
 from writeback.domain.model import JobKind, utcnow
 
@@ -34,6 +34,19 @@ def create() -> tuple[dict[str, object], int]:
 @bp.get("/<int:session_id>")
 def show(session_id: int) -> dict[str, object]:
     return session_out(services.get_session(principal(), session_id, uow=container().uow))
+
+
+@bp.patch("/<int:session_id>")
+def update(session_id: int) -> dict[str, object]:
+    """Change the session as the chat goes on: a new state_version, and new drafts."""
+    data = body(SessionPatch)
+    changes = {name: getattr(data, name) for name in data.model_fields_set}
+    if "conversation_messages" in changes:
+        changes["conversation_messages"] = [m.model_dump() for m in data.conversation_messages]
+    session = services.update_session(
+        principal(), session_id, changes, uow=container().uow, clock=utcnow
+    )
+    return session_out(session)
 
 
 @bp.post('/<int:session_id>/<any("resolution-note", "escalation-package"):document>/post')

@@ -223,6 +223,37 @@ def create_session(
     return session
 
 
+def update_session(
+    principal: Principal,
+    session_id: int,
+    changes: dict[str, Any],
+    *,
+    uow: UnitOfWorkFactory,
+    clock: Clock,
+) -> AiSession:
+    """Change what the session says (the chat goes on); every change is a new state_version,
+    and a new state means new drafts."""
+    with uow() as tx:
+        session = tx.sessions.get(session_id, principal.account_id)
+        if session is None:
+            raise NotFound(f"Session {session_id} not found.")
+        for name, value in changes.items():
+            setattr(session, name, value)
+        if (session.psa_connection_id is None) != (session.psa_ticket_id is None):
+            raise InvalidInput(
+                "psa_ticket_id",
+                "psa_connection_id and psa_ticket_id are set together or not at all",
+            )
+        if "psa_connection_id" in changes and session.psa_connection_id is not None:
+            connection = tx.connections.get(session.psa_connection_id, principal.account_id)
+            if connection is None or not connection.is_active:
+                raise InvalidInput("psa_connection_id", "No active PSA connection with that id.")
+        session.state_version += 1
+        session.updated_at = clock()
+        tx.commit()
+        return session
+
+
 def get_session(principal: Principal, session_id: int, *, uow: UnitOfWorkFactory) -> AiSession:
     with uow() as tx:
         session = tx.sessions.get(session_id, principal.account_id)
