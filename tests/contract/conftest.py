@@ -5,18 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from functools import partial
+from typing import Any, Protocol
 
 import pytest
 import requests
 
 from tests.fakes import FakePsaProvider
+from writeback.adapters.psa.autotask import AutotaskCache, AutotaskProvider
 from writeback.adapters.psa.connectwise import CodebaseCache, ConnectWiseProvider
+from writeback.adapters.psa.halopsa import HaloCache, HaloProvider
 from writeback.adapters.psa.http import HttpClient
 from writeback.domain.errors import PsaTransientError
 from writeback.domain.model import NoteType
 from writeback.domain.ports import PsaProvider
+from writeback.domain.site_url import check_site_url
+from writeback.simulators import autotask as at_sim
 from writeback.simulators import connectwise as cw_sim
+from writeback.simulators import halopsa as halo_sim
 from writeback.simulators.server import RunningServer, serve
 
 # Faults are injected per port method; simulators filter them by HTTP method.
@@ -145,9 +151,139 @@ def cw_server() -> Iterator[RunningServer]:
         yield server
 
 
+# Autotask: (HTTP method, path filter) per port method; faults are also scoped to the ticket.
+AT_CALLS = {
+    "post_note": ("POST", "/Notes"),
+    "find_note": ("POST", "/TicketNotes/query"),
+    "get_ticket": ("GET", "/V1.0/Tickets/"),
+    "update_ticket_status": ("PATCH", "/V1.0/Tickets"),
+}
+AT_CREDENTIALS = {
+    "username": at_sim.USERNAME,
+    "secret": at_sim.SECRET,
+    "integration_code": at_sim.INTEGRATION_CODE,
+}
+AT_STATUSES = Statuses(
+    board_id=None,
+    new=1,
+    in_progress=8,
+    in_progress_name="In Progress",
+    resolved=5,
+    inactive=99,
+    foreign=None,
+)
+
+
+def _sim_fault(url: str, kind: str, ticket_id: str, call: tuple[str, str], **params: float) -> None:
+    method, path = call
+    fault = {"kind": kind, "ticket_id": int(ticket_id), "method": method, "path_contains": path}
+    fault.update(params)
+    if kind == "slow":
+        fault["delay"] = 1.0  # twice the provider's timeout
+    requests.post(f"{url}/__sim/faults", json=fault, timeout=5).raise_for_status()
+
+
+def _sim_ticket(url: str, status_id: int | None) -> str:
+    body = {} if status_id is None else {"status_id": status_id}
+    return str(requests.post(f"{url}/__sim/tickets", json=body, timeout=5).json()["id"])
+
+
+def _sim_notes(url: str, ticket_id: str) -> list[dict[str, Any]]:
+    notes: list[dict[str, Any]] = requests.get(
+        f"{url}/__sim/tickets/{ticket_id}", timeout=5
+    ).json()["notes"]
+    return notes
+
+
+class AutotaskHarness:
+    statuses = AT_STATUSES
+    # The simulator's picklist values: (noteType, publish) per kind of note.
+    NOTE_VALUES = {(2, 1): NoteType.RESOLUTION, (3, 2): NoteType.INTERNAL_ANALYSIS}
+
+    def __init__(self, server: RunningServer) -> None:
+        self.url = server.url
+        self.provider = AutotaskProvider(
+            site_url=server.url,
+            credentials=AT_CREDENTIALS,
+            http=HttpClient(timeout=0.5),
+            cache=AutotaskCache(),
+            check_url=partial(check_site_url, allow_private=True),
+        )
+
+    def new_ticket(self, status_id: int | None = None, board_id: int | None = None) -> str:
+        return _sim_ticket(self.url, status_id)
+
+    def note_types(self, ticket_id: str) -> list[NoteType]:
+        notes = _sim_notes(self.url, ticket_id)
+        found = (self.NOTE_VALUES.get((n["noteType"], n["publish"])) for n in notes)
+        return [t for t in found if t is not None]
+
+    def inject(self, kind: str, ticket_id: str, method: str, **params: float) -> None:
+        _sim_fault(self.url, kind, ticket_id, AT_CALLS[method], **params)
+
+
+HALO_CALLS = {
+    "post_note": ("POST", "/api/Actions"),
+    "find_note": ("GET", "/api/Actions"),
+    "get_ticket": ("GET", "/api/Tickets/"),
+    "update_ticket_status": ("POST", "/api/Tickets"),
+}
+HALO_CREDENTIALS = {"client_id": halo_sim.CLIENT_ID, "client_secret": halo_sim.CLIENT_SECRET}
+HALO_STATUSES = Statuses(
+    board_id=None,
+    new=1,
+    in_progress=2,
+    in_progress_name="In Progress",
+    resolved=9,
+    inactive=30,
+    foreign=None,
+)
+
+
+class HaloHarness:
+    statuses = HALO_STATUSES
+
+    def __init__(self, server: RunningServer) -> None:
+        self.url = server.url
+        self.provider = HaloProvider(
+            site_url=server.url,
+            tenant="",
+            credentials=HALO_CREDENTIALS,
+            http=HttpClient(timeout=0.5),
+            cache=HaloCache(),
+        )
+
+    def new_ticket(self, status_id: int | None = None, board_id: int | None = None) -> str:
+        return _sim_ticket(self.url, status_id)
+
+    def note_types(self, ticket_id: str) -> list[NoteType]:
+        # Visibility is what matters: customer-visible resolution, internal-only handoff.
+        return [
+            NoteType.INTERNAL_ANALYSIS if n["hiddenfromuser"] else NoteType.RESOLUTION
+            for n in _sim_notes(self.url, ticket_id)
+        ]
+
+    def inject(self, kind: str, ticket_id: str, method: str, **params: float) -> None:
+        _sim_fault(self.url, kind, ticket_id, HALO_CALLS[method], **params)
+
+
+@pytest.fixture(scope="module")
+def at_server() -> Iterator[RunningServer]:
+    with serve(at_sim.create_app()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def halo_server() -> Iterator[RunningServer]:
+    with serve(halo_sim.create_app()) as server:
+        yield server
+
+
 HARNESSES: dict[str, Callable[[pytest.FixtureRequest], Harness]] = {
     "fake": lambda request: FakeHarness(),
     "connectwise": lambda request: ConnectWiseHarness(request.getfixturevalue("cw_server")),
+    "autotask": lambda request: AutotaskHarness(request.getfixturevalue("at_server")),
+    "halopsa": lambda request: HaloHarness(request.getfixturevalue("halo_server")),
 }
 
 

@@ -393,7 +393,7 @@ def _api_error(error: ApiError) -> Response:
         response = jsonify({"error": error.oauth_error, "error_description": error.message})
         response.status_code = error.status
     elif error.status == 401:
-        response = Response(status=401)  # Halo answers an unusable token with no body
+        response = Response(status=401, mimetype="text/plain")  # Halo sends no body
     else:
         response = _error_response(error.status, error.message, {})
     response.headers.update(error.headers)

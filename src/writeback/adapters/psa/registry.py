@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from writeback.adapters.crypto import FernetSealer
-from writeback.adapters.psa import connectwise
+from writeback.adapters.psa import autotask, connectwise, halopsa
 from writeback.adapters.psa.http import HttpClient
 from writeback.domain.model import PsaConnection
 from writeback.domain.ports import PsaProvider
@@ -75,4 +75,35 @@ def default_specs() -> dict[str, ProviderSpec]:
             codebases=codebases,
         )
 
-    return {"connectwise": ProviderSpec(connectwise.CREDENTIAL_FIELDS, build_connectwise)}
+    autotask_cache = autotask.AutotaskCache()
+
+    def build_autotask(
+        connection: PsaConnection, credentials: dict[str, str], context: ProviderContext
+    ) -> PsaProvider:
+        # company_id is only a label for Autotask: the API user's zone decides the tenant.
+        return autotask.AutotaskProvider(
+            site_url=connection.site_url,
+            credentials=credentials,
+            http=context.http,
+            cache=autotask_cache,
+            check_url=context.check_url,
+        )
+
+    halo_cache = halopsa.HaloCache()
+
+    def build_halopsa(
+        connection: PsaConnection, credentials: dict[str, str], context: ProviderContext
+    ) -> PsaProvider:
+        return halopsa.HaloProvider(
+            site_url=connection.site_url,
+            tenant=connection.company_id,
+            credentials=credentials,
+            http=context.http,
+            cache=halo_cache,
+        )
+
+    return {
+        "connectwise": ProviderSpec(connectwise.CREDENTIAL_FIELDS, build_connectwise),
+        "autotask": ProviderSpec(autotask.CREDENTIAL_FIELDS, build_autotask),
+        "halopsa": ProviderSpec(halopsa.CREDENTIAL_FIELDS, build_halopsa),
+    }
