@@ -131,13 +131,15 @@ def test_private_site_urls_are_refused_unless_the_operator_allows_them(
 def test_a_session_patch_changes_only_what_is_sent_and_bumps_the_state(api: Api) -> None:
     session_id = api.session()
     before = api.get(f"/ai-sessions/{session_id}")
-    after = api.call("PATCH", f"/ai-sessions/{session_id}",
-                     {"conversation_messages": [{"role": "user", "content": "still broken"}]},
-                     expect=200)
+    after = api.call(
+        "PATCH",
+        f"/ai-sessions/{session_id}",
+        {"conversation_messages": [{"role": "user", "content": "still broken"}]},
+        expect=200,
+    )
     assert after["state_version"] == before["state_version"] + 1
     assert after["intake_content"] == before["intake_content"]
     assert after["conversation_messages"] == [{"role": "user", "content": "still broken"}]
-    for bad in ({"conversation_messages": None}, {"intake_content": None},
-                {"psa_ticket_id": "7"}):
+    for bad in ({"conversation_messages": None}, {"intake_content": None}, {"psa_ticket_id": "7"}):
         problem = api.call("PATCH", f"/ai-sessions/{session_id}", bad, expect=422)
         assert problem["errors"][0]["field"] in bad
