@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,7 @@ from writeback.domain.model import (
     NoteType,
     PostedNote,
     PsaConnection,
+    StatusMapping,
     Step,
     Ticket,
     User,
@@ -54,6 +56,7 @@ class Store:
     jobs: dict[str, WritebackJob] = field(default_factory=dict)
     events: list[JobEvent] = field(default_factory=list)
     drafts: dict[str, Draft] = field(default_factory=dict)
+    status_maps: dict[int, list[StatusMapping]] = field(default_factory=dict)
     commits: int = 0
 
 
@@ -101,6 +104,12 @@ class FakeConnections:
 
     def get(self, connection_id: int, account_id: int | None = None) -> PsaConnection | None:
         return _owned(self.s.connections.get(connection_id), account_id)
+
+    def status_map(self, connection_id: int) -> list[StatusMapping]:
+        return list(self.s.status_maps.get(connection_id, []))
+
+    def replace_status_map(self, connection_id: int, mappings: Sequence[StatusMapping]) -> None:
+        self.s.status_maps[connection_id] = list(mappings)
 
 
 class FakeSessions:

@@ -156,8 +156,10 @@ class Simulator:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def new_ticket(self, status_id: int | None = None, board_id: int = 1) -> str:
-        body: dict[str, Any] = {"board_id": board_id}
+    def new_ticket(self, status_id: int | None = None, board_id: int | None = None) -> str:
+        body: dict[str, Any] = {}
+        if board_id is not None:  # boards exist in ConnectWise only
+            body["board_id"] = board_id
         if status_id is not None:
             body["status_id"] = status_id
         response = requests.post(f"{self.url}/__sim/tickets", json=body, timeout=5)

@@ -28,6 +28,7 @@ from writeback.domain.model import utcnow
 from writeback.domain.pipeline import WritebackPipeline
 from writeback.domain.ports import Drafter, UnitOfWorkFactory
 from writeback.domain.redaction import Redactor
+from writeback.domain.status_targets import StatusCatalog
 
 
 @dataclass
@@ -41,12 +42,14 @@ class Container:
     queue: CeleryJobQueue
     drafting: Drafting
     metrics: WorkerMetrics
+    statuses: StatusCatalog
 
     def pipeline(self) -> WritebackPipeline:
         return WritebackPipeline(
             uow=self.uow,
             registry=self.registry,
             drafting=self.drafting,
+            statuses=self.statuses,
             policy=self.settings.retry,
             clock=utcnow,
             sleep=time.sleep,
@@ -81,6 +84,7 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
             policy=DraftPolicy(settings.draft_max_chars, settings.draft_link_hosts),
         ),
         metrics=WorkerMetrics(),
+        statuses=StatusCatalog(utcnow),
     )
 
 

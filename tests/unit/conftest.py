@@ -19,6 +19,7 @@ from writeback.domain.model import (
 from writeback.domain.pipeline import Action, StepResult, WritebackPipeline
 from writeback.domain.redaction import Redactor
 from writeback.domain.retry import RetryPolicy
+from writeback.domain.status_targets import StatusCatalog
 
 
 class FakeClock:
@@ -45,6 +46,7 @@ class World:
     connection_id: int
     sleeps: list[float] = field(default_factory=list)
     drafter: CountingDrafter = field(default_factory=lambda: CountingDrafter())
+    statuses: StatusCatalog = field(default_factory=lambda: StatusCatalog(FakeClock()))
 
     @property
     def drafting(self) -> Drafting:
@@ -58,6 +60,7 @@ class World:
             uow=self.uow,
             registry=FakeRegistry(self.provider),
             drafting=self.drafting,
+            statuses=self.statuses,
             policy=self.policy,
             clock=self.clock,
             sleep=self.sleeps.append,

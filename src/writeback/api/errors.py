@@ -17,6 +17,7 @@ from writeback.domain.errors import (
     JobInFlight,
     LlmUnavailable,
     NotFound,
+    PsaError,
     Unauthorized,
 )
 
@@ -82,6 +83,8 @@ def _domain_error(exc: DomainError) -> Response:
         )
     if isinstance(exc, Conflict):
         return problem(409, exc.code, "Conflict", exc.message)
+    if isinstance(exc, PsaError):  # a PSA call made on the caller's behalf failed
+        return problem(502, exc.code, "Bad Gateway", exc.message, failed=exc.failed)
     if isinstance(exc, DraftRejected):
         return problem(422, exc.code, "Unprocessable Content", exc.message)
     if isinstance(exc, LlmUnavailable):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -13,9 +14,12 @@ from writeback.domain.durations import parse_duration
 from writeback.domain.model import (
     AccountSettings,
     AiSession,
+    Board,
+    BoardStatus,
     JobCursor,
     JobEvent,
     PsaConnection,
+    StatusMapping,
     WritebackJob,
 )
 
@@ -39,6 +43,16 @@ class ConnectionIn(Strict):
         if any(len(k) > 100 or len(v) > 4096 for k, v in value.items()):
             raise ValueError("credential keys and values must be short strings")
         return value
+
+
+class StatusMappingIn(Strict):
+    board_id: int | None = Field(default=None, gt=0)  # null: any other board
+    kind: Literal["resolve", "escalate"]
+    status: Annotated[int, Field(gt=0)] | Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class StatusMapIn(Strict):
+    mappings: list[StatusMappingIn] = Field(max_length=500)
 
 
 class SettingsIn(Strict):
@@ -136,6 +150,35 @@ def connection_out(c: PsaConnection) -> dict[str, Any]:
         "company_id": c.company_id,
         "is_active": c.is_active,
         "created_at": _iso(c.created_at),
+    }
+
+
+def status_map_out(mappings: Sequence[StatusMapping]) -> dict[str, Any]:
+    return {
+        "mappings": [
+            {
+                "board_id": m.board_id,
+                "kind": m.kind,
+                "status_id": m.status_id,
+                "status_name": m.status_name,
+            }
+            for m in mappings
+        ]
+    }
+
+
+def board_out(board: Board) -> dict[str, Any]:
+    return {"id": board.id, "name": board.name}
+
+
+def board_status_out(status: BoardStatus) -> dict[str, Any]:
+    return {
+        "id": status.id,
+        "name": status.name,
+        "board_id": status.board_id,
+        "inactive": status.inactive,
+        "closedStatus": status.closed,
+        "escalationStatus": status.escalation,
     }
 
 

@@ -111,6 +111,14 @@ class PsaRejected(PsaError):
     code = "psa_rejected"
 
 
+class StatusTargetError(DomainError):
+    """The configured target status does not exist (or is inactive) on the ticket's board."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class StatusNotApplied(PsaError):
     """The PSA answered the status change but a fresh read shows another status."""
 

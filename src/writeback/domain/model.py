@@ -171,6 +171,20 @@ class PsaConnection:
 
 
 @dataclass
+class StatusMapping:
+    """Which status a writeback of `kind` moves tickets on `board_id` to: by id, or by name
+    resolved against the board's statuses at run time. board_id None: any other board (and
+    PSAs without boards)."""
+
+    connection_id: int
+    kind: str
+    board_id: int | None = None
+    status_id: int | None = None
+    status_name: str | None = None
+    id: int | None = None
+
+
+@dataclass
 class AccountSettings:
     account_id: int
     cw_resolved_status_id: int | None = None

@@ -31,6 +31,7 @@ from writeback.domain.errors import (
     PsaError,
     PsaTransientError,
     StatusNotApplied,
+    StatusTargetError,
 )
 from writeback.domain.model import (
     NOTE_TYPE_BY_KIND,
@@ -51,6 +52,7 @@ from writeback.domain.ports import (
     UnitOfWorkFactory,
 )
 from writeback.domain.retry import RetryPolicy
+from writeback.domain.status_targets import StatusCatalog, Target, resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class WritebackPipeline:
         uow: UnitOfWorkFactory,
         registry: ProviderRegistry,
         drafting: Drafting,
+        statuses: StatusCatalog,
         policy: RetryPolicy,
         clock: Clock,
         sleep: Sleep,
@@ -98,6 +101,7 @@ class WritebackPipeline:
         self._uow = uow
         self._registry = registry
         self._drafting = drafting
+        self._statuses = statuses
         self._policy = policy
         self._clock = clock
         self._sleep = sleep
@@ -125,7 +129,7 @@ class WritebackPipeline:
             return self._handlers[step](job_id)
         except (PsaTransientError, LlmUnavailable) as exc:
             return self._retry_later(job_id, step, exc.code, exc.message, exc.retry_after)
-        except (PsaError, DraftRejected) as exc:
+        except (PsaError, DraftRejected, StatusTargetError) as exc:
             return self._fail(job_id, step, exc.code, exc.message)
         except Exception as exc:  # a bug or an outage we cannot classify: bounded retries
             log.exception("step %s of job %s raised", step, job_id)
@@ -153,12 +157,18 @@ class WritebackPipeline:
             if ticket_id is None or job.external_id is not None:
                 return self._advance(tx, job, Step.POST_NOTE, Step.TRANSITION_STATUS)
             provider = self._provider(ctx)
+            if job.target_status_id is None and job.status_transition_skipped_reason is None:
+                # Decided before anything is posted: a target that cannot exist on the
+                # ticket's board fails the job with no note left behind.
+                target = self._target(tx, ctx, provider, ticket_id)
+                job.target_status_id = target.status_id
+                job.status_transition_skipped_reason = target.skipped_reason
             resuming = job.post_started_at is not None
             if not resuming:
                 # Record the intent first: if we die after the PSA stored the note, the next
                 # attempt knows to look for it instead of posting again.
                 job.post_started_at = self._clock()
-                tx.commit()
+            tx.commit()
             marker, text = job.note_marker, note_text(job)
             note_type = NOTE_TYPE_BY_KIND[JobKind(job.kind)]
         note = provider.find_note(ticket_id, marker) if resuming else None
@@ -170,24 +180,28 @@ class WritebackPipeline:
             self._event(tx, job_id, Step.POST_NOTE, "note_posted", note_id=note.id, found=resuming)
             return self._advance(tx, job, Step.POST_NOTE, Step.TRANSITION_STATUS)
 
+    def _target(
+        self, tx: UnitOfWork, ctx: _Context, provider: PsaProvider, ticket_id: str
+    ) -> Target:
+        assert ctx.connection is not None and ctx.connection.id is not None
+        connection_id = ctx.connection.id
+        return resolve_target(
+            JobKind(ctx.job.kind),
+            lambda: provider.get_ticket(ticket_id),
+            tx.connections.status_map(connection_id),
+            tx.accounts.settings(ctx.job.account_id),
+            lambda board_id: self._statuses.statuses(
+                connection_id, board_id, lambda: provider.list_statuses(board_id)
+            ),
+        )
+
     def _transition_status(self, job_id: str) -> StepResult:
         with self._uow() as tx:
             ctx = self._load(tx, job_id)
-            job, ticket_id = ctx.job, ctx.session.psa_ticket_id
-            settings = tx.accounts.settings(job.account_id)
-            target = settings.target_status_id(JobKind(job.kind)) if settings else None
-            if ticket_id is None or target is None:
-                setting = (
-                    f"cw_{'resolved' if job.kind == JobKind.RESOLVE else 'escalated'}_status_id"
-                )
-                job.status_transition_skipped_reason = (
-                    f"No target status configured ({setting} is not set); the note was posted "
-                    "and the ticket status left unchanged."
-                )
+            job, ticket_id, target = ctx.job, ctx.session.psa_ticket_id, ctx.job.target_status_id
+            if ticket_id is None or target is None:  # skipped: the reason is on the job
                 return self._advance(tx, job, Step.TRANSITION_STATUS, Step.FINALIZE)
-            job.target_status_id = target
             provider = self._provider(ctx)
-            tx.commit()
         ticket = provider.get_ticket(ticket_id)
         if ticket.status_id != target:  # already there after an earlier attempt: no-op
             provider.update_ticket_status(ticket_id, target)

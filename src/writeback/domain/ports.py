@@ -22,6 +22,7 @@ from writeback.domain.model import (
     PostedNote,
     PromptInput,
     PsaConnection,
+    StatusMapping,
     Step,
     Ticket,
     User,
@@ -104,6 +105,10 @@ class ConnectionRepository(Protocol):
     def add(self, connection: PsaConnection) -> None: ...
 
     def get(self, connection_id: int, account_id: int | None = None) -> PsaConnection | None: ...
+
+    def status_map(self, connection_id: int) -> list[StatusMapping]: ...
+
+    def replace_status_map(self, connection_id: int, mappings: Sequence[StatusMapping]) -> None: ...
 
 
 class SessionRepository(Protocol):

@@ -17,6 +17,7 @@ from writeback.domain.errors import (
     InvalidInput,
     JobInFlight,
     NotFound,
+    PsaError,
     Unauthorized,
 )
 from writeback.domain.model import (
@@ -25,6 +26,8 @@ from writeback.domain.model import (
     AccountSettings,
     AiSession,
     ApiToken,
+    Board,
+    BoardStatus,
     Draft,
     JobCursor,
     JobEvent,
@@ -32,6 +35,7 @@ from writeback.domain.model import (
     JobKind,
     JobState,
     PsaConnection,
+    StatusMapping,
     Step,
     User,
     WritebackJob,
@@ -41,6 +45,8 @@ from writeback.domain.ports import (
     CredentialSealer,
     JobQueue,
     ProviderRegistry,
+    PsaProvider,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 from writeback.domain.site_url import check_site_url
@@ -156,6 +162,103 @@ def get_connection(
         if connection is None:
             raise NotFound(f"PSA connection {connection_id} not found.")
         return connection
+
+
+def _connection(tx: UnitOfWork, principal: Principal, connection_id: int) -> PsaConnection:
+    connection = tx.connections.get(connection_id, principal.account_id)
+    if connection is None:
+        raise NotFound(f"PSA connection {connection_id} not found.")
+    return connection
+
+
+def get_status_map(
+    principal: Principal, connection_id: int, *, uow: UnitOfWorkFactory
+) -> list[StatusMapping]:
+    with uow() as tx:
+        _connection(tx, principal, connection_id)
+        return tx.connections.status_map(connection_id)
+
+
+def put_status_map(
+    principal: Principal,
+    connection_id: int,
+    entries: Sequence[tuple[JobKind, int | None, int | str]],
+    *,
+    uow: UnitOfWorkFactory,
+) -> list[StatusMapping]:
+    """Replace the connection's map: (kind, board id or None for any board, status id or name).
+    Names are resolved against the ticket's board when a job runs."""
+    seen: set[tuple[JobKind, int | None]] = set()
+    for index, (kind, board_id, _) in enumerate(entries):
+        if (kind, board_id) in seen:
+            raise InvalidInput(f"mappings.{index}", f"{kind} on board {board_id} is mapped twice")
+        seen.add((kind, board_id))
+    with uow() as tx:
+        _connection(tx, principal, connection_id)
+        mappings = [
+            StatusMapping(
+                connection_id=connection_id,
+                kind=kind,
+                board_id=board_id,
+                status_id=status if isinstance(status, int) else None,
+                status_name=status if isinstance(status, str) else None,
+            )
+            for kind, board_id, status in entries
+        ]
+        tx.connections.replace_status_map(connection_id, mappings)
+        tx.commit()
+        return mappings
+
+
+def _provider_for(
+    principal: Principal, connection_id: int, uow: UnitOfWorkFactory, registry: ProviderRegistry
+) -> PsaProvider:
+    with uow() as tx:
+        return registry.build(_connection(tx, principal, connection_id))
+
+
+def list_boards(
+    principal: Principal,
+    connection_id: int,
+    *,
+    uow: UnitOfWorkFactory,
+    registry: ProviderRegistry,
+) -> list[Board]:
+    return _provider_for(principal, connection_id, uow, registry).list_boards()
+
+
+def list_board_statuses(
+    principal: Principal,
+    connection_id: int,
+    board_id: int | None,
+    *,
+    uow: UnitOfWorkFactory,
+    registry: ProviderRegistry,
+) -> list[BoardStatus]:
+    return _provider_for(principal, connection_id, uow, registry).list_statuses(board_id)
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    ok: bool
+    failed: str | None = None  # site_url, codebase, zone, credentials, client_id, ...
+    message: str = "The PSA answered with these credentials."
+
+
+def check_connection(
+    principal: Principal,
+    connection_id: int,
+    *,
+    uow: UnitOfWorkFactory,
+    registry: ProviderRegistry,
+) -> ConnectionCheck:
+    try:
+        _provider_for(principal, connection_id, uow, registry).check_connection()
+    except PsaError as exc:
+        return ConnectionCheck(ok=False, failed=exc.failed or "unknown", message=exc.message)
+    except InvalidInput as exc:  # the site URL no longer passes the SSRF guard
+        return ConnectionCheck(ok=False, failed=exc.field, message=exc.message)
+    return ConnectionCheck(ok=True)
 
 
 # Account settings

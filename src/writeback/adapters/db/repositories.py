@@ -26,6 +26,7 @@ from writeback.domain.model import (
     JobFilter,
     JobState,
     PsaConnection,
+    StatusMapping,
     Step,
     User,
     WritebackJob,
@@ -82,6 +83,19 @@ class SqlConnectionRepository:
 
     def get(self, connection_id: int, account_id: int | None = None) -> PsaConnection | None:
         return _owned(self._s, PsaConnection, connection_id, account_id)  # type: ignore[no-any-return]
+
+    def status_map(self, connection_id: int) -> list[StatusMapping]:
+        query = sa.select(StatusMapping).filter_by(connection_id=connection_id)
+        return list(self._s.scalars(query.order_by(tables.status_mappings.c.id)))
+
+    def replace_status_map(self, connection_id: int, mappings: Sequence[StatusMapping]) -> None:
+        self._s.execute(
+            sa.delete(tables.status_mappings).where(
+                tables.status_mappings.c.connection_id == connection_id
+            )
+        )
+        self._s.add_all(mappings)
+        self._s.flush()
 
 
 class SqlSessionRepository:

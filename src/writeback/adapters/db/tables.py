@@ -187,3 +187,15 @@ draft_cache = sa.Table(
     sa.Column("usage", JSON, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
+
+status_mappings = sa.Table(
+    "status_mappings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("connection_id", sa.Integer, _fk("psa_connections.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("board_id", sa.Integer, nullable=True),  # NULL: any other board
+    sa.Column("status_id", sa.Integer, nullable=True),
+    sa.Column("status_name", sa.String(200), nullable=True),
+    sa.CheckConstraint("(status_id IS NULL) <> (status_name IS NULL)", name="id_or_name"),
+)

@@ -1,0 +1,83 @@
+"""Target statuses per board, by id or by name, checked before any note is posted."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.conftest import World
+from writeback.domain.model import JobKind, JobState, StatusMapping
+
+
+def _map(world: World, *mappings: tuple[str, int | None, int | str]) -> None:
+    world.store.status_maps[world.connection_id] = [
+        StatusMapping(
+            connection_id=world.connection_id,
+            kind=kind,
+            board_id=board,
+            status_id=status if isinstance(status, int) else None,
+            status_name=status if isinstance(status, str) else None,
+        )
+        for kind, board, status in mappings
+    ]
+
+
+def _ticket_on(world: World, ticket: str, board: int) -> int:
+    world.provider.add_ticket(
+        ticket, status_id=world.provider.statuses[board][0].id, board_id=board
+    )
+    return world.session(ticket)
+
+
+def test_each_board_gets_its_own_status_by_name(world: World) -> None:
+    _map(world, ("resolve", 1, "Resolved"), ("resolve", 21, "complete"))
+    help_desk = world.request(_ticket_on(world, "5001", 1))
+    projects = world.request(_ticket_on(world, "5002", 21))
+    world.run(help_desk)
+    world.run(projects)
+    assert world.store.jobs[help_desk].verified_status_id == 42
+    assert world.store.jobs[projects].verified_status_id == 18  # "Complete" on board 21
+
+
+def test_the_any_board_entry_and_then_the_account_default_are_fallbacks(world: World) -> None:
+    world.configure_statuses(resolved=42, escalated=43)
+    _map(world, ("escalate", None, "Escalated"))
+    on_projects = world.request(_ticket_on(world, "5003", 21), JobKind.ESCALATE)
+    on_help_desk = world.request(_ticket_on(world, "5004", 1), JobKind.RESOLVE)
+    world.run(on_projects)
+    world.run(on_help_desk)
+    assert world.store.jobs[on_projects].verified_status_id == 19  # board 21's "Escalated"
+    assert world.store.jobs[on_help_desk].verified_status_id == 42  # cw_resolved_status_id
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        ("Done and dusted", "status_not_found"),
+        (42, "status_not_found"),
+        ("Old Closed", "status_inactive"),
+    ],
+)
+def test_a_target_the_board_lacks_fails_the_job_before_any_note(
+    world: World, status: int | str, code: str
+) -> None:
+    _map(world, ("resolve", None, status))
+    board = 21 if status == 42 else 1  # 42 exists, but only on board 1
+    job_id = world.request(_ticket_on(world, f"6{code[-4:]}{board}", board))
+
+    world.run(job_id)
+
+    job = world.store.jobs[job_id]
+    assert (job.state, job.error_code) == (JobState.FAILED, code)
+    assert world.provider.count("post_note") == 0
+
+
+def test_board_statuses_are_fetched_once_for_a_burst_of_jobs(world: World) -> None:
+    _map(world, ("resolve", None, "Resolved"))
+    for n in range(5):
+        world.run(world.request(_ticket_on(world, f"700{n}", 1)))
+    assert world.provider.count("list_statuses") == 1
+
+
+def test_nothing_configured_costs_no_psa_read(world: World) -> None:
+    world.run(world.request(world.session("8001")))
+    assert world.provider.count("get_ticket") == 0
