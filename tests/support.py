@@ -42,6 +42,9 @@ def deployment_env(database_url: str, queue: str, data_dir: Path, **extra: str) 
         "WRITEBACK_VERIFY_BACKOFF_MAX": "0.2",
         "WRITEBACK_RETRY_BACKOFF": "0.2",
         "WRITEBACK_RETRY_BACKOFF_MAX": "1",
+        "WRITEBACK_POST_SETTLE": "2.5",
+        # The budget has its own tests; here it must not throttle one shared simulator tenant.
+        "WRITEBACK_PSA_RATE": "10000",
         **extra,
     }
 

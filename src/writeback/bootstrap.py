@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
+import redis
 import sqlalchemy as sa
 from celery import Celery
 
@@ -19,6 +20,14 @@ from writeback.adapters.db.repositories import SqlAlchemyUnitOfWork
 from writeback.adapters.llm.anthropic_drafter import AnthropicDrafter
 from writeback.adapters.llm.offline import OfflineDrafter
 from writeback.adapters.metrics import WorkerMetrics
+from writeback.adapters.psa.budget import (
+    DEFAULT_RATES,
+    Bucket,
+    LocalBucket,
+    Rate,
+    RedisBucket,
+    RequestBudget,
+)
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
 from writeback.adapters.queue import CeleryJobQueue, create_celery_app
@@ -64,9 +73,10 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
     keys = settings.secret_keys or (load_or_create_key_file(settings.secret_key_file),)
     sealer = FernetSealer(keys)
     registry = ProviderRegistry(
-        default_specs(),
+        default_specs(cw_process_notifications=settings.cw_process_notifications),
         sealer=sealer,
         http=HttpClient(settings.psa_timeout),
+        budget=_budget(settings),
         allow_private_hosts=settings.allow_private_psa_hosts,
     )
     celery = celery_app or create_celery_app(settings)
@@ -86,6 +96,18 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         metrics=WorkerMetrics(),
         statuses=StatusCatalog(utcnow),
     )
+
+
+def _budget(settings: Settings) -> RequestBudget:
+    """Shared by all workers through Redis when the broker is Redis; per process otherwise."""
+    rates = {
+        name: Rate(settings.psa_rate or rate.per_second, settings.psa_burst or rate.burst)
+        for name, rate in DEFAULT_RATES.items()
+    }
+    bucket: Bucket = LocalBucket()
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        bucket = RedisBucket(redis.Redis.from_url(settings.broker_url))
+    return RequestBudget(bucket, rates)
 
 
 def _drafter(settings: Settings) -> Drafter:

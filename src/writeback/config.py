@@ -74,6 +74,9 @@ class Settings:
     draft_link_hosts: frozenset[str]
     allow_private_psa_hosts: bool
     psa_timeout: float
+    psa_rate: float | None
+    cw_process_notifications: bool
+    psa_burst: int | None
     max_body_bytes: int
     visibility_timeout: int
     queue_name: str
@@ -107,6 +110,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "WRITEBACK_VERIFY_BACKOFF_MAX", RetryPolicy.verify_backoff_max
         ),
         step_lease=_float(env, "WRITEBACK_STEP_LEASE", RetryPolicy.step_lease),
+        post_settle=_float(
+            env, "WRITEBACK_POST_SETTLE", 2 * _float(env, "WRITEBACK_PSA_TIMEOUT", 30.0)
+        ),
         enqueue_grace=_float(env, "WRITEBACK_ENQUEUE_GRACE", RetryPolicy.enqueue_grace),
         max_redeliveries=_int(env, "WRITEBACK_MAX_REDELIVERIES", RetryPolicy.max_redeliveries),
     )
@@ -129,6 +135,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         allow_private_psa_hosts=_flag(env, "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS"),
         psa_timeout=_float(env, "WRITEBACK_PSA_TIMEOUT", 30.0),
+        psa_rate=_float(env, "WRITEBACK_PSA_RATE", 0.0) or None,
+        cw_process_notifications=_flag(env, "WRITEBACK_CW_PROCESS_NOTIFICATIONS"),
+        psa_burst=_int(env, "WRITEBACK_PSA_BURST", 0) or None,
         max_body_bytes=_int(env, "WRITEBACK_MAX_BODY_BYTES", 1_000_000),
         visibility_timeout=_int(env, "WRITEBACK_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
         queue_name=env.get("WRITEBACK_QUEUE") or "writeback",

@@ -21,6 +21,7 @@ from writeback.adapters.psa.autotask import (
     AutotaskProvider,
     NoteStyle,
 )
+from writeback.adapters.psa.budget import DEFAULT_RATES, LocalBucket, RequestBudget
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
 from writeback.domain.errors import (
@@ -426,7 +427,11 @@ def test_an_unreachable_zone_is_blamed_on_the_zone(server: RunningServer) -> Non
 def test_the_registry_builds_autotask_providers(server: RunningServer) -> None:
     sealer = FernetSealer([Fernet.generate_key().decode()])
     registry = ProviderRegistry(
-        default_specs(), sealer=sealer, http=HttpClient(timeout=2), allow_private_hosts=True
+        default_specs(),
+        sealer=sealer,
+        http=HttpClient(timeout=2),
+        allow_private_hosts=True,
+        budget=RequestBudget(LocalBucket(), DEFAULT_RATES),
     )
     connection = PsaConnection(
         account_id=1,

@@ -14,6 +14,7 @@ from flask import Flask
 
 from writeback.adapters.crypto import FernetSealer
 from writeback.adapters.psa import halopsa
+from writeback.adapters.psa.budget import DEFAULT_RATES, LocalBucket, RequestBudget
 from writeback.adapters.psa.halopsa import ACTION_STYLES, ActionStyle, HaloCache, HaloProvider
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
@@ -413,7 +414,11 @@ def test_a_connection_check_blames_a_site_that_is_not_halo_on_the_site_url() -> 
 def test_the_registry_builds_halo_providers_with_the_tenant(server: RunningServer) -> None:
     sealer = FernetSealer([Fernet.generate_key().decode()])
     registry = ProviderRegistry(
-        default_specs(), sealer=sealer, http=HttpClient(timeout=2), allow_private_hosts=True
+        default_specs(),
+        sealer=sealer,
+        http=HttpClient(timeout=2),
+        allow_private_hosts=True,
+        budget=RequestBudget(LocalBucket(), DEFAULT_RATES),
     )
     connection = PsaConnection(
         account_id=1,

@@ -3,8 +3,6 @@ credentials never echoed and sealed at rest. Real PostgreSQL behind the Flask ap
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
@@ -12,6 +10,7 @@ from flask.testing import FlaskClient
 from tests.support import Api
 from writeback import bootstrap
 from writeback.api import create_app
+from writeback.config import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -115,10 +114,10 @@ def test_credentials_are_never_echoed_and_are_sealed_at_rest(
 
 
 def test_private_site_urls_are_refused_unless_the_operator_allows_them(
-    container: bootstrap.Container, api: Api
+    service_env: dict[str, str], api: Api
 ) -> None:
-    strict = dataclasses.replace(
-        container, settings=dataclasses.replace(container.settings, allow_private_psa_hosts=False)
+    strict = bootstrap.build(
+        load_settings({**service_env, "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS": "0"})
     )
     client = create_app(strict).test_client()
     for site_url in ("http://127.0.0.1:8089", "https://10.0.0.5", "https://169.254.169.254"):
@@ -126,6 +125,7 @@ def test_private_site_urls_are_refused_unless_the_operator_allows_them(
         answer = client.post("/api/v1/psa-connections", json=body, headers=api.token_header)
         problem = _assert_problem(answer, 422)
         assert problem["errors"][0]["field"] == "site_url"  # type: ignore[index]
+    strict.engine.dispose()
 
 
 def test_a_session_patch_changes_only_what_is_sent_and_bumps_the_state(api: Api) -> None:

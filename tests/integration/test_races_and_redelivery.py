@@ -102,7 +102,7 @@ def test_every_step_run_twice_on_postgres_and_http_gives_one_note_and_one_outcom
         uow=container.uow,
         sealer=container.sealer,
         registry=container.registry,
-        allow_private_hosts=True,
+        check_url=container.registry.configure_url,
         clock=utcnow,
     )
     with container.uow() as tx:

@@ -68,7 +68,8 @@ def test_resolve_posts_to_psa_and_verifies_status(api: Api, simulator: Simulator
     assert note["resolutionFlag"] is True and note["text"].startswith(RESOLVE_MD)
     assert ticket["status"]["id"] == 42
     methods = [c["method"] for c in simulator.calls(ticket_id)]
-    assert methods == ["POST", "GET", "PATCH", "GET"]  # post, read, change, read back
+    # read the board's target, post, read, change, read back
+    assert methods == ["GET", "POST", "GET", "PATCH", "GET"]
     assert api.get(f"/ai-sessions/{session_id}")["status"] == "resolved"
 
 

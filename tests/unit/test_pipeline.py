@@ -264,3 +264,16 @@ def test_a_step_for_a_finished_job_is_skipped(world: World, step: Step) -> None:
     before = copy.deepcopy(world.store.jobs[job_id])
     assert world.pipeline().run_step(job_id, step, "late").action is Action.SKIPPED
     assert world.store.jobs[job_id] == before
+
+
+def test_a_failed_post_is_looked_for_only_after_the_psa_had_time_to_store_it(
+    world: World,
+) -> None:
+    """A timed-out POST may still be running on the PSA: retrying at once would not find the
+    note yet and post a second one."""
+    world.provider.fail_next["post_note"] = [PsaTransientError("timed out after 30 s")]
+    job_id = world.request(world.session("1016"))
+    world.pipeline().run_step(job_id, Step.DRAFT, "d")
+    result = world.pipeline().run_step(job_id, Step.POST_NOTE, "d")
+    assert result.action is Action.RETRY
+    assert result.countdown >= world.policy.post_settle

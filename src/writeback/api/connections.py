@@ -31,7 +31,7 @@ def create() -> tuple[dict[str, object], int]:
         uow=c.uow,
         sealer=c.sealer,
         registry=c.registry,
-        allow_private_hosts=c.settings.allow_private_psa_hosts,
+        check_url=c.registry.configure_url,
         clock=utcnow,
     )
     return connection_out(connection), 201

@@ -128,7 +128,10 @@ class WritebackPipeline:
         try:
             return self._handlers[step](job_id)
         except (PsaTransientError, LlmUnavailable) as exc:
-            return self._retry_later(job_id, step, exc.code, exc.message, exc.retry_after)
+            wait = exc.retry_after
+            if step is Step.POST_NOTE:  # let a possibly stored note land before we look for it
+                wait = max(wait or 0.0, self._policy.post_settle)
+            return self._retry_later(job_id, step, exc.code, exc.message, wait)
         except (PsaError, DraftRejected, StatusTargetError) as exc:
             return self._fail(job_id, step, exc.code, exc.message)
         except Exception as exc:  # a bug or an outage we cannot classify: bounded retries

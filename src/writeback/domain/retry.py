@@ -22,6 +22,9 @@ class RetryPolicy:
     verify_attempts: int = 4
     verify_backoff_base: float = 1.0
     verify_backoff_max: float = 8.0
+    # After a post_note attempt failed in a way that may hide a stored note (timeout, dropped
+    # connection), the PSA may still be writing it: look for it no sooner than this.
+    post_settle: float = 60.0
     # A running step whose worker vanished is considered lost after this long.
     step_lease: float = 300.0
     # A queued job whose message never arrived is re-enqueued after this long.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -49,7 +49,6 @@ from writeback.domain.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from writeback.domain.site_url import check_site_url
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +128,7 @@ def create_connection(
     uow: UnitOfWorkFactory,
     sealer: CredentialSealer,
     registry: ProviderRegistry,
-    allow_private_hosts: bool,
+    check_url: Callable[[str], str],
     clock: Clock,
 ) -> PsaConnection:
     fields = registry.credential_fields(provider)
@@ -138,7 +137,7 @@ def create_connection(
     missing = [f for f in fields if not credentials.get(f)]
     if missing:
         raise InvalidInput(f"credentials.{missing[0]}", f"credentials.{missing[0]} is required")
-    url = check_site_url(site_url, allow_private=allow_private_hosts)
+    url = check_url(site_url)  # the SSRF guard: https, public addresses only
     connection = PsaConnection(
         account_id=principal.account_id,
         provider=provider,

@@ -3,8 +3,10 @@ no redirects, and transport failures turned into domain errors."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -23,6 +25,14 @@ class HttpClient:
         self.timeout = timeout
         self._user_agent = user_agent
         self._local = threading.local()
+        self._gate: Callable[[], None] | None = None
+
+    def gated(self, gate: Callable[[], None]) -> HttpClient:
+        """The same client (and connection pools), calling `gate` before every request: how a
+        tenant's request budget is enforced without providers knowing about it."""
+        clone = copy.copy(self)
+        clone._gate = gate
+        return clone
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -33,6 +43,8 @@ class HttpClient:
         return session
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        if self._gate is not None:
+            self._gate()
         try:
             # Never follow redirects: a redirect could carry our credentials to another host.
             return self._session().request(

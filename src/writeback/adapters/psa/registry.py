@@ -8,10 +8,11 @@ from functools import partial
 
 from writeback.adapters.crypto import FernetSealer
 from writeback.adapters.psa import autotask, connectwise, halopsa
+from writeback.adapters.psa.budget import RequestBudget
 from writeback.adapters.psa.http import HttpClient
+from writeback.adapters.psa.ssrf import guard_url
 from writeback.domain.model import PsaConnection
 from writeback.domain.ports import PsaProvider
-from writeback.domain.site_url import check_site_url
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,17 @@ class ProviderRegistry:
         *,
         sealer: FernetSealer,
         http: HttpClient,
+        budget: RequestBudget,
         allow_private_hosts: bool,
     ) -> None:
         self._specs = dict(specs)
         self._sealer = sealer
-        self._context = ProviderContext(
-            http=http, check_url=partial(check_site_url, allow_private=allow_private_hosts)
+        self._http = http
+        self._budget = budget
+        self._check_url = partial(guard_url, allow_private=allow_private_hosts)
+        # At configuration time a host that does not resolve is a typo, not an outage.
+        self.configure_url = partial(
+            guard_url, allow_private=allow_private_hosts, unresolvable="invalid"
         )
 
     def credential_fields(self, provider: str) -> tuple[str, ...] | None:
@@ -54,14 +60,18 @@ class ProviderRegistry:
         return spec.credential_fields if spec else None
 
     def build(self, connection: PsaConnection) -> PsaProvider:
-        # The site URL is judged again at connect time: settings may have changed since.
-        self._context.check_url(connection.site_url)
+        # The site URL is judged again at connect time: DNS answers may have changed since.
+        self._check_url(connection.site_url)
         spec = self._specs[connection.provider]
         credentials = self._sealer.open(connection.credentials_encrypted)
-        return spec.build(connection, credentials, self._context)
+        tenant = f"{connection.site_url}|{connection.company_id}"
+        http = self._http.gated(self._budget.gate(connection.provider, tenant))
+        return spec.build(connection, credentials, ProviderContext(http, self._check_url))
 
 
-def default_specs() -> dict[str, ProviderSpec]:
+def default_specs(*, cw_process_notifications: bool = False) -> dict[str, ProviderSpec]:
+    """`cw_process_notifications`: let ConnectWise run its e-mail and workflow notifications
+    for our notes (off by default: the writeback should not page anyone)."""
     codebases = connectwise.CodebaseCache()
 
     def build_connectwise(
@@ -73,6 +83,7 @@ def default_specs() -> dict[str, ProviderSpec]:
             credentials=credentials,
             http=context.http,
             codebases=codebases,
+            process_notifications=cw_process_notifications,
         )
 
     autotask_cache = autotask.AutotaskCache()

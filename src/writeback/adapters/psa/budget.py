@@ -1,0 +1,121 @@
+"""A request budget per PSA tenant, shared by every worker: a token bucket in Redis (or in the
+process, on the embedded defaults). A burst of jobs for one tenant is spread out instead of
+provoking a storm of 429s; a job that would wait long is deferred with a Retry-After."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+
+from writeback.domain.errors import PsaTransientError
+
+
+@dataclass(frozen=True)
+class Rate:
+    per_second: float
+    burst: int
+
+
+# What each vendor tolerates (reference/): ConnectWise ~60/min (unpublished), Autotask 10,000/h
+# per database shared by all integrations, HaloPSA ~500 per 3 min.
+DEFAULT_RATES = {
+    "connectwise": Rate(1.0, 10),
+    "autotask": Rate(2.0, 10),
+    "halopsa": Rate(2.5, 10),
+}
+
+
+class Bucket(Protocol):
+    def take(self, key: str, rate: Rate) -> float:
+        """Take one token: 0.0 when granted, else the seconds until one is free (not taken)."""
+        ...
+
+
+_TAKE = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return tostring(wait)
+"""
+
+
+class RedisBucket:
+    """One Lua script per take: atomic across workers, timed by the Redis server's clock."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._take = client.register_script(_TAKE)
+
+    def take(self, key: str, rate: Rate) -> float:
+        return float(self._take(keys=[key], args=[rate.per_second, rate.burst]))
+
+
+class LocalBucket:
+    """The embedded default (no Redis): a budget per process."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str, rate: Rate) -> float:
+        with self._lock:
+            now = self._clock()
+            tokens, ts = self._state.get(key, (float(rate.burst), now))
+            tokens = min(rate.burst, tokens + max(0.0, now - ts) * rate.per_second)
+            wait = 0.0
+            if tokens >= 1:
+                tokens -= 1
+            else:
+                wait = (1 - tokens) / rate.per_second
+            self._state[key] = (tokens, now)
+            return wait
+
+
+class RequestBudget:
+    def __init__(
+        self,
+        bucket: Bucket,
+        rates: dict[str, Rate],
+        *,
+        max_inline_wait: float = 5.0,
+        defer_spread: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._bucket, self._rates = bucket, rates
+        self._max_inline_wait, self._defer_spread, self._sleep = (
+            max_inline_wait,
+            defer_spread,
+            sleep,
+        )
+
+    def gate(self, provider: str, tenant: str) -> Callable[[], None]:
+        """What to call before each request to that tenant."""
+        rate, key = self._rates[provider], f"writeback:budget:{provider}:{tenant}"
+
+        def acquire() -> None:
+            waited = 0.0
+            while (wait := self._bucket.take(key, rate)) > 0:
+                if waited + wait > self._max_inline_wait:
+                    # Come back later, spread out so deferred jobs do not return as one burst.
+                    raise PsaTransientError(
+                        f"{provider} request budget for this tenant is spent",
+                        retry_after=wait + random.uniform(0, self._defer_spread),
+                    )
+                self._sleep(wait)
+                waited += wait
+
+        return acquire
