@@ -185,6 +185,12 @@ class Simulator:
     def clear_fault(self, fault_id: int) -> None:
         requests.delete(f"{self.url}/__sim/faults/{fault_id}", timeout=5).raise_for_status()
 
+    def clear_faults(self) -> None:
+        requests.delete(f"{self.url}/__sim/faults", timeout=5).raise_for_status()
+
+    def all_calls(self) -> list[dict[str, Any]]:
+        return requests.get(f"{self.url}/__sim/requests", timeout=30).json()  # type: ignore[no-any-return]
+
     def calls(self, ticket_id: str) -> list[dict[str, Any]]:
         response = requests.get(
             f"{self.url}/__sim/requests", params={"ticket_id": ticket_id}, timeout=5

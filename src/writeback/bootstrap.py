@@ -44,7 +44,10 @@ from writeback.domain.status_targets import StatusCatalog
 class Container:
     settings: Settings
     engine: sa.Engine
+    read_engine: sa.Engine
     uow: UnitOfWorkFactory
+    # Reads that need no transaction (status polling, auth): autocommit, fewer round trips.
+    read_uow: UnitOfWorkFactory
     sealer: FernetSealer
     registry: ProviderRegistry
     celery: Celery
@@ -52,6 +55,10 @@ class Container:
     drafting: Drafting
     metrics: WorkerMetrics
     statuses: StatusCatalog
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.read_engine.dispose()
 
     def pipeline(self) -> WritebackPipeline:
         return WritebackPipeline(
@@ -69,7 +76,12 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     start_mappers()
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=max(5, settings.worker_concurrency))
+    read_engine = (
+        engine
+        if settings.database_url.startswith("sqlite")
+        else create_engine(settings.database_url, read_only=True)
+    )
     keys = settings.secret_keys or (load_or_create_key_file(settings.secret_key_file),)
     sealer = FernetSealer(keys)
     registry = ProviderRegistry(
@@ -83,7 +95,9 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
     return Container(
         settings=settings,
         engine=engine,
+        read_engine=read_engine,
         uow=partial(SqlAlchemyUnitOfWork, session_factory(engine)),
+        read_uow=partial(SqlAlchemyUnitOfWork, session_factory(read_engine)),
         sealer=sealer,
         registry=registry,
         celery=celery,

@@ -87,7 +87,7 @@ def worker(
 def container(service_env: dict[str, str]) -> Iterator[bootstrap.Container]:
     built = bootstrap.build(load_settings(service_env))
     yield built
-    built.engine.dispose()
+    built.close()
 
 
 def flask_sender(client: FlaskClient, token: str) -> Any:

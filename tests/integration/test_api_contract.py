@@ -125,7 +125,7 @@ def test_private_site_urls_are_refused_unless_the_operator_allows_them(
         answer = client.post("/api/v1/psa-connections", json=body, headers=api.token_header)
         problem = _assert_problem(answer, 422)
         assert problem["errors"][0]["field"] == "site_url"  # type: ignore[index]
-    strict.engine.dispose()
+    strict.close()
 
 
 def test_a_session_patch_changes_only_what_is_sent_and_bumps_the_state(api: Api) -> None:

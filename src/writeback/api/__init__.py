@@ -7,6 +7,7 @@ from flask import Flask
 from writeback import bootstrap
 from writeback.adapters.metrics import api_metrics
 from writeback.api import account_settings, connections, errors, health, jobs, sessions
+from writeback.api.context import TokenCache
 
 
 def create_app(container: bootstrap.Container | None = None) -> Flask:
@@ -16,6 +17,7 @@ def create_app(container: bootstrap.Container | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["writeback"] = container
     app.extensions["writeback.metrics"] = api_metrics(container.engine)
+    app.extensions["writeback.tokens"] = TokenCache()
     errors.register(app)
     for blueprint in (health.bp, connections.bp, account_settings.bp, sessions.bp, jobs.bp):
         app.register_blueprint(blueprint)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TypeVar
 
 from flask import current_app, g, request
@@ -10,7 +14,7 @@ from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from writeback.bootstrap import Container
 from writeback.domain.errors import Unauthorized
-from writeback.domain.services import Principal, authenticate
+from writeback.domain.services import Principal, authenticate, hash_token
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -23,12 +27,39 @@ def principal() -> Principal:
     return g.principal  # type: ignore[no-any-return]
 
 
+class TokenCache:
+    """Recently seen tokens, by hash, for `ttl` seconds: a polling frontend costs no token query
+    per request. Bounded, so a flood of random tokens cannot grow it."""
+
+    def __init__(self, ttl: float = 30.0, size: int = 10_000) -> None:
+        self._ttl, self._size = ttl, size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+
+    def get(self, token: str, load: Callable[[], Principal]) -> Principal:
+        key, now = hash_token(token), time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and now - hit[0] < self._ttl:
+                return hit[1]
+        principal = load()  # raises Unauthorized: failures are never cached
+        with self._lock:
+            self._entries[key] = (now, principal)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return principal
+
+
 def authenticate_request() -> None:
     """before_request of every /api/v1 blueprint."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send Authorization: Bearer <token>.")
-    g.principal = authenticate(token.strip(), uow=container().uow)
+    cache: TokenCache = current_app.extensions["writeback.tokens"]
+    g.principal = cache.get(
+        token.strip(), lambda: authenticate(token.strip(), uow=container().read_uow)
+    )
 
 
 def body(model: type[M]) -> M:

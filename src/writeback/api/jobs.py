@@ -26,7 +26,7 @@ def index() -> dict[str, object]:
         created_before=utcnow() - query.older_than if query.older_than else None,
     )
     page, next_cursor = services.list_jobs(
-        principal(), where, query.cursor, query.limit, uow=container().uow
+        principal(), where, query.cursor, query.limit, uow=container().read_uow
     )
     return {
         "items": [job_out(job) for job in page],
@@ -36,12 +36,12 @@ def index() -> dict[str, object]:
 
 @bp.get("/<job_id>")
 def show(job_id: str) -> dict[str, object]:
-    return job_out(services.get_job(principal(), job_id, uow=container().uow))
+    return job_out(services.get_job(principal(), job_id, uow=container().read_uow))
 
 
 @bp.get("/<job_id>/events")
 def events(job_id: str) -> dict[str, object]:
-    found = services.job_events(principal(), job_id, uow=container().uow)
+    found = services.job_events(principal(), job_id, uow=container().read_uow)
     return {"job_id": job_id, "events": [event_out(e) for e in found]}
 
 

@@ -33,7 +33,7 @@ def create() -> tuple[dict[str, object], int]:
 
 @bp.get("/<int:session_id>")
 def show(session_id: int) -> dict[str, object]:
-    return session_out(services.get_session(principal(), session_id, uow=container().uow))
+    return session_out(services.get_session(principal(), session_id, uow=container().read_uow))
 
 
 @bp.patch("/<int:session_id>")

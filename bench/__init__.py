@@ -1,0 +1,1 @@
+"""Benchmarks of the writeback against the limits of its own parts: `make bench`."""
