@@ -30,3 +30,8 @@ lint: install
 test: lint
 	scripts/ensure-services.sh
 	$(BIN)/pytest
+
+## Benchmarks: each figure beside a baseline measured in the same run (needs wrk).
+bench: install
+	scripts/ensure-services.sh
+	$(BIN)/python -m bench

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and Redis answer on 127.0.0.1 for the test suite: use the running
-# servers, start stopped ones, and install them (Debian packages) where they are absent.
+# Make sure PostgreSQL and Redis answer on 127.0.0.1 for the test suite (use the running
+# servers, start stopped ones, install absent ones from Debian packages) and that wrk is there.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -43,4 +43,9 @@ if ! redis_ready; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_for Redis redis_ready
 fi
-echo "ensure-services: PostgreSQL and Redis are up" >&2
+# The load generator of the benchmarks (their smoke run is part of the suite).
+if ! command -v wrk >/dev/null; then
+  echo "ensure-services: installing wrk" >&2
+  apt_install wrk
+fi
+echo "ensure-services: PostgreSQL and Redis are up, wrk is installed" >&2
