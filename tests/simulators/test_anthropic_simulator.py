@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +12,7 @@ import pytest
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
+from tests.simulators.conftest import SimClient, run_module, simulator_fixtures
 from writeback.simulators.anthropic import create_app
 from writeback.simulators.server import RunningServer, serve
 
@@ -80,12 +79,8 @@ class Constrained(BaseModel):
     attempts: list[int] = Field(min_length=2)
 
 
-class Stub:
-    """A requests session against the stub: vendor calls with a key, control calls."""
-
-    def __init__(self, url: str, session: requests.Session) -> None:
-        self.url = url
-        self.session = session
+class Stub(SimClient):
+    """Vendor calls with a key, control calls."""
 
     def messages(
         self, body: dict[str, Any], headers: dict[str, str] | None = None
@@ -100,20 +95,8 @@ class Stub:
         message: dict[str, Any] = response.json()
         return message
 
-    def control(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.request(method, f"{self.url}/__sim/{path}", timeout=5, **kwargs)
-
-    def fault(self, **spec: Any) -> int:
-        response = self.control("POST", "faults", json=spec)
-        assert response.status_code == 201, response.text
-        fault_id: int = response.json()["id"]
-        return fault_id
-
     def answer(self, **spec: Any) -> int:
-        response = self.control("POST", "answers", json=spec)
-        assert response.status_code == 201, response.text
-        answer_id: int = response.json()["id"]
-        return answer_id
+        return self.created("answers", **spec)
 
     def log(self) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = self.control("GET", "requests").json()
@@ -138,18 +121,7 @@ def cached_system(text: str = SYSTEM_RULES) -> list[dict[str, Any]]:
     return [{"type": "text", "text": text, "cache_control": {"type": "ephemeral"}}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    with serve(create_app()) as running:
-        yield running
-
-
-@pytest.fixture
-def stub(server: RunningServer) -> Iterator[Stub]:
-    with requests.Session() as session:
-        helper = Stub(server.url, session)
-        assert helper.control("POST", "reset").status_code == 204
-        yield helper
+server, stub = simulator_fixtures(create_app, Stub)
 
 
 @pytest.fixture
@@ -835,22 +807,15 @@ def test_reset_clears_answers_faults_log_cache_and_usage(stub: Stub) -> None:
 
 
 def test_module_runs_as_a_script_and_announces_its_url() -> None:
-    command = [sys.executable, "-m", "writeback.simulators.anthropic", "--port", "0"]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            url = process.stdout.readline().split()[-1]
-            response = requests.post(
-                f"{url}/v1/messages",
-                json=body(),
-                headers={"x-api-key": "k", "anthropic-version": VERSION},
-                timeout=5,
-            )
-        finally:
-            process.terminate()
-            process.wait(timeout=5)
+    url, message = run_module(
+        "writeback.simulators.anthropic",
+        lambda url: requests.post(
+            f"{url}/v1/messages",
+            json=body(),
+            headers={"x-api-key": "k", "anthropic-version": VERSION},
+            timeout=5,
+        ),
+    )
 
     assert url.startswith("http://127.0.0.1:")
-    assert response.json()["type"] == "message"
+    assert message["type"] == "message"

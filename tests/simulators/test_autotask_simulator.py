@@ -4,28 +4,29 @@ changes, the control API and injected faults (the shared fault machinery in faul
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
+from tests.simulators.conftest import (
+    INVALID_FAULT_SPECS,
+    PsaSimClient,
+    connection_dropped,
+    run_module,
+    simulator_fixtures,
+)
 from writeback.simulators.autotask import INTEGRATION_CODE, SECRET, USERNAME, create_app
-from writeback.simulators.server import RunningServer, serve
 
 HEADERS = {"UserName": USERNAME, "Secret": SECRET, "ApiIntegrationCode": INTEGRATION_CODE}
 
 
-class Sim:
-    """A requests session against the simulator: vendor calls with credentials, control calls."""
+class Sim(PsaSimClient):
+    """Vendor calls with credentials, in the zone the server starts with; control calls."""
 
     def __init__(self, url: str, session: requests.Session) -> None:
-        self.url = url
-        self.session = session
+        super().__init__(url, session)
         self.zone = f"{url}/atservicesrest"
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -37,21 +38,6 @@ class Sim:
             f"{self.url}/atservicesrest/v1.0/ZoneInformation", params={"user": user}, timeout=5
         )
 
-    def control(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.request(method, f"{self.url}/__sim/{path}", timeout=5, **kwargs)
-
-    def new_ticket(self, **fields: Any) -> int:
-        response = self.control("POST", "tickets", json=fields)
-        assert response.status_code == 201, response.text
-        ticket_id: int = response.json()["id"]
-        return ticket_id
-
-    def fault(self, **spec: Any) -> int:
-        response = self.control("POST", "faults", json=spec)
-        assert response.status_code == 201, response.text
-        fault_id: int = response.json()["id"]
-        return fault_id
-
     def add_note(self, ticket_id: int, description: str, **fields: Any) -> requests.Response:
         body = {"noteType": 1, "publish": 2, "title": "Note", "description": description, **fields}
         return self.api("POST", f"Tickets/{ticket_id}/Notes", json=body)
@@ -59,25 +45,8 @@ class Sim:
     def query(self, *filters: Any) -> requests.Response:
         return self.api("POST", "TicketNotes/query", json={"filter": list(filters)})
 
-    def stored(self, ticket_id: int) -> dict[str, Any]:
-        response = self.control("GET", f"tickets/{ticket_id}")
-        assert response.status_code == 200, response.text
-        ticket: dict[str, Any] = response.json()
-        return ticket
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    with serve(create_app()) as running:
-        yield running
-
-
-@pytest.fixture
-def sim(server: RunningServer) -> Iterator[Sim]:
-    with requests.Session() as session:
-        helper = Sim(server.url, session)
-        assert helper.control("POST", "reset").status_code == 204
-        yield helper
+server, sim = simulator_fixtures(create_app, Sim)
 
 
 def _eq(field: str, value: Any) -> dict[str, Any]:
@@ -406,22 +375,14 @@ def test_status_not_applied_is_only_revealed_by_a_fresh_get(sim: Sim) -> None:
     assert sim.api("GET", f"Tickets/{ticket_id}").json()["item"]["status"] == 5
 
 
-def _join_threads_started_since(before: set[threading.Thread]) -> None:
-    """Wait for the server's handler thread to finish the dropped request."""
-    for thread in set(threading.enumerate()) - before:
-        thread.join(timeout=2)
-
-
 def test_drop_after_store_stores_the_note_but_sends_no_response(
     sim: Sim, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ticket_id = sim.new_ticket()
     sim.fault(kind="drop_after_store", ticket_id=ticket_id)
-    before = set(threading.enumerate())
 
-    with caplog.at_level(logging.WARNING), pytest.raises(requests.ConnectionError):
+    with caplog.at_level(logging.WARNING), connection_dropped():
         sim.add_note(ticket_id, "stored but unanswered")
-    _join_threads_started_since(before)
 
     assert [n["description"] for n in sim.stored(ticket_id)["notes"]] == ["stored but unanswered"]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -456,21 +417,7 @@ def test_fault_times_run_out_and_faults_can_be_removed(sim: Sim) -> None:
     assert missing.status_code == 404 and missing.json()["errors"]
 
 
-@pytest.mark.parametrize(
-    "spec",
-    [
-        {"kind": "explode"},
-        {"kind": "slow", "delay": "soon"},
-        {"kind": "slow", "delay": 61},
-        {"kind": "slow", "retry_after": 1},
-        {"kind": "server_error", "status": 418},
-        {"kind": "rate_limit", "retry_after": 1.5},
-        {"kind": "rate_limit", "times": 0},
-        {"kind": "rate_limit", "ticketId": 5},
-        {"kind": "rate_limit", "method": "BREW"},
-        {"kind": "rate_limit", "ticket_id": True},
-    ],
-)
+@pytest.mark.parametrize("spec", INVALID_FAULT_SPECS)
 def test_invalid_fault_specs_are_refused(sim: Sim, spec: dict[str, Any]) -> None:
     response = sim.control("POST", "faults", json=spec)
 
@@ -530,19 +477,12 @@ def test_control_tickets_and_reset(sim: Sim) -> None:
 
 
 def test_module_runs_in_the_foreground_and_announces_its_url() -> None:
-    command = [sys.executable, "-m", "writeback.simulators.autotask", "--port", "0"]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            url = process.stdout.readline().split()[-1]
-            response = requests.get(
-                f"{url}/atservicesrest/v1.0/ZoneInformation", params={"user": USERNAME}, timeout=5
-            )
-        finally:
-            process.terminate()
-            process.wait(timeout=5)
+    url, zone = run_module(
+        "writeback.simulators.autotask",
+        lambda url: requests.get(
+            f"{url}/atservicesrest/v1.0/ZoneInformation", params={"user": USERNAME}, timeout=5
+        ),
+    )
 
     assert url.startswith("http://127.0.0.1:")
-    assert response.json()["url"] == f"{url}/atservicesrest/"
+    assert zone["url"] == f"{url}/atservicesrest/"

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
+from tests.simulators.conftest import (
+    INVALID_FAULT_SPECS,
+    PsaSimClient,
+    connection_dropped,
+    run_module,
+    simulator_fixtures,
+)
 from writeback.simulators.connectwise import create_app
-from writeback.simulators.server import RunningServer, serve
 
 CLIENT_ID = "0f6a8d0e-4a4e-4a36-9c57-1d2b4b8f6a10"
 AUTH = ("ACME+pub-key", "priv-key")
@@ -33,12 +35,11 @@ NO_DISPLAY_FLAG = {
 }
 
 
-class Sim:
-    """A requests session against the simulator: vendor calls with credentials, control calls."""
+class Sim(PsaSimClient):
+    """Vendor calls with credentials, to the codebase the server starts with; control calls."""
 
     def __init__(self, url: str, session: requests.Session) -> None:
-        self.url = url
-        self.session = session
+        super().__init__(url, session)
         self.codebase = "v2025_1/"
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -47,44 +48,12 @@ class Sim:
         url = f"{self.url}/{self.codebase}apis/3.0/{path}"
         return self.session.request(method, url, timeout=5, **kwargs)
 
-    def control(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.request(method, f"{self.url}/__sim/{path}", timeout=5, **kwargs)
-
-    def new_ticket(self, **fields: Any) -> int:
-        response = self.control("POST", "tickets", json=fields)
-        assert response.status_code == 201, response.text
-        ticket_id: int = response.json()["id"]
-        return ticket_id
-
-    def fault(self, **spec: Any) -> int:
-        response = self.control("POST", "faults", json=spec)
-        assert response.status_code == 201, response.text
-        fault_id: int = response.json()["id"]
-        return fault_id
-
     def add_note(self, ticket_id: int, text: str, **flags: bool) -> requests.Response:
         body = {"text": text, **(flags or {"internalAnalysisFlag": True})}
         return self.api("POST", f"service/tickets/{ticket_id}/notes", json=body)
 
-    def stored(self, ticket_id: int) -> dict[str, Any]:
-        response = self.control("GET", f"tickets/{ticket_id}")
-        assert response.status_code == 200, response.text
-        ticket: dict[str, Any] = response.json()
-        return ticket
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    with serve(create_app()) as running:
-        yield running
-
-
-@pytest.fixture
-def sim(server: RunningServer) -> Iterator[Sim]:
-    with requests.Session() as session:
-        helper = Sim(server.url, session)
-        assert helper.control("POST", "reset").status_code == 204
-        yield helper
+server, sim = simulator_fixtures(create_app, Sim)
 
 
 def _status_patch(status_id: int) -> list[dict[str, Any]]:
@@ -444,22 +413,14 @@ def test_slow_fault_delays_then_answers_normally(sim: Sim) -> None:
     assert elapsed >= 0.2
 
 
-def _join_threads_started_since(before: set[threading.Thread]) -> None:
-    """Wait for the server's handler thread to finish the dropped request."""
-    for thread in set(threading.enumerate()) - before:
-        thread.join(timeout=2)
-
-
 def test_drop_after_store_stores_note_but_sends_no_response(
     sim: Sim, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ticket_id = sim.new_ticket()
     sim.fault(kind="drop_after_store", ticket_id=ticket_id)
-    before = set(threading.enumerate())
 
-    with caplog.at_level(logging.WARNING), pytest.raises(requests.ConnectionError):
+    with caplog.at_level(logging.WARNING), connection_dropped():
         sim.add_note(ticket_id, "stored but unanswered", resolutionFlag=True)
-    _join_threads_started_since(before)
 
     notes = sim.stored(ticket_id)["notes"]
     assert [n["text"] for n in notes] == ["stored but unanswered"]
@@ -550,18 +511,7 @@ def test_faults_apply_in_creation_order(sim: Sim) -> None:
     assert codes == [502, 429, 200]
 
 
-@pytest.mark.parametrize(
-    "spec",
-    [
-        {"kind": "explode"},
-        {"kind": "slow", "delay": "soon"},
-        {"kind": "slow", "retry_after": 1},
-        {"kind": "server_error", "status": 418},
-        {"kind": "rate_limit", "times": 0},
-        {"kind": "rate_limit", "ticketId": 5},
-        {"kind": "rate_limit", "method": "BREW"},
-    ],
-)
+@pytest.mark.parametrize("spec", INVALID_FAULT_SPECS)
 def test_invalid_fault_specs_are_rejected(sim: Sim, spec: dict[str, Any]) -> None:
     response = sim.control("POST", "faults", json=spec)
 
@@ -629,17 +579,10 @@ def test_control_tickets_and_reset(sim: Sim) -> None:
 
 
 def test_module_runs_in_the_foreground_and_announces_its_url() -> None:
-    command = [sys.executable, "-m", "writeback.simulators.connectwise", "--port", "0"]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            url = process.stdout.readline().split()[-1]
-            response = requests.get(f"{url}/login/companyinfo/ACME", timeout=5)
-        finally:
-            process.terminate()
-            process.wait(timeout=5)
+    url, info = run_module(
+        "writeback.simulators.connectwise",
+        lambda url: requests.get(f"{url}/login/companyinfo/ACME", timeout=5),
+    )
 
     assert url.startswith("http://127.0.0.1:")
-    assert response.json()["Codebase"] == "v2025_1/"
+    assert info["Codebase"] == "v2025_1/"

@@ -3,18 +3,19 @@ upserts, the control API and injected faults."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
+from tests.simulators.conftest import (
+    PsaSimClient,
+    connection_dropped,
+    run_module,
+    simulator_fixtures,
+)
 from writeback.simulators.halopsa import CLIENT_ID, CLIENT_SECRET, create_app
-from writeback.simulators.server import RunningServer, serve
 
 FORM = {
     "grant_type": "client_credentials",
@@ -24,12 +25,11 @@ FORM = {
 }
 
 
-class Sim:
-    """A requests session against the simulator: token, vendor calls with it, control calls."""
+class Sim(PsaSimClient):
+    """A token, vendor calls with it, control calls."""
 
     def __init__(self, url: str, session: requests.Session) -> None:
-        self.url = url
-        self.session = session
+        super().__init__(url, session)
         self._token: str | None = None
 
     def token(self, **form: str) -> requests.Response:
@@ -52,46 +52,14 @@ class Sim:
             kwargs["headers"] = {"Authorization": f"Bearer {self.bearer}"}
         return self.session.request(method, f"{self.url}/api/{path}", timeout=5, **kwargs)
 
-    def control(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.request(method, f"{self.url}/__sim/{path}", timeout=5, **kwargs)
-
-    def new_ticket(self, **fields: Any) -> int:
-        response = self.control("POST", "tickets", json=fields)
-        assert response.status_code == 201, response.text
-        ticket_id: int = response.json()["id"]
-        return ticket_id
-
-    def fault(self, **spec: Any) -> int:
-        response = self.control("POST", "faults", json=spec)
-        assert response.status_code == 201, response.text
-        fault_id: int = response.json()["id"]
-        return fault_id
-
     def add_action(self, ticket_id: int, note: str, **fields: Any) -> requests.Response:
         return self.api("POST", "Actions", json=[{"ticket_id": ticket_id, "note": note, **fields}])
 
     def set_status(self, ticket_id: int, status_id: Any) -> requests.Response:
         return self.api("POST", "Tickets", json=[{"id": ticket_id, "status_id": status_id}])
 
-    def stored(self, ticket_id: int) -> dict[str, Any]:
-        response = self.control("GET", f"tickets/{ticket_id}")
-        assert response.status_code == 200, response.text
-        ticket: dict[str, Any] = response.json()
-        return ticket
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    with serve(create_app()) as running:
-        yield running
-
-
-@pytest.fixture
-def sim(server: RunningServer) -> Iterator[Sim]:
-    with requests.Session() as session:
-        helper = Sim(server.url, session)
-        assert helper.control("POST", "reset").status_code == 204
-        yield helper
+server, sim = simulator_fixtures(create_app, Sim)
 
 
 # --- OAuth -------------------------------------------------------------------------------------
@@ -351,22 +319,15 @@ def test_status_not_applied_is_only_revealed_by_a_fresh_get(sim: Sim) -> None:
     assert sim.api("GET", f"Tickets/{ticket_id}").json()["status_id"] == 9
 
 
-def _join_threads_started_since(before: set[threading.Thread]) -> None:
-    for thread in set(threading.enumerate()) - before:
-        thread.join(timeout=2)
-
-
 def test_drop_after_store_keeps_the_action_and_the_status(sim: Sim) -> None:
     ticket_id = sim.new_ticket()
     sim.fault(kind="drop_after_store", ticket_id=ticket_id, path_contains="/api/Actions")
     sim.fault(kind="drop_after_store", ticket_id=ticket_id, path_contains="/api/Tickets")
-    before = set(threading.enumerate())
 
-    with pytest.raises(requests.ConnectionError):
+    with connection_dropped():
         sim.add_action(ticket_id, "stored but unanswered")
-    with pytest.raises(requests.ConnectionError):
+    with connection_dropped():
         sim.set_status(ticket_id, 21)
-    _join_threads_started_since(before)
 
     stored = sim.stored(ticket_id)
     assert [a["note"] for a in stored["notes"]] == ["stored but unanswered"]
@@ -425,17 +386,10 @@ def test_control_tickets_and_reset(sim: Sim) -> None:
 
 
 def test_module_runs_in_the_foreground_and_announces_its_url() -> None:
-    command = [sys.executable, "-m", "writeback.simulators.halopsa", "--port", "0"]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            url = process.stdout.readline().split()[-1]
-            response = requests.post(f"{url}/auth/token", data=FORM, timeout=5)
-        finally:
-            process.terminate()
-            process.wait(timeout=5)
+    url, token = run_module(
+        "writeback.simulators.halopsa",
+        lambda url: requests.post(f"{url}/auth/token", data=FORM, timeout=5),
+    )
 
     assert url.startswith("http://127.0.0.1:")
-    assert response.json()["token_type"] == "Bearer"
+    assert token["token_type"] == "Bearer"

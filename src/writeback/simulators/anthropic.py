@@ -62,7 +62,6 @@ The three error kinds also take "retry_after"/"retry_after_ms" (headers) and "sh
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
@@ -79,7 +78,14 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from writeback.simulators.server import run_forever
+from writeback.simulators.faults import (
+    ControlError,
+    RequestLog,
+    control_body,
+    is_vendor_call,
+    parse_times,
+)
+from writeback.simulators.server import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -168,10 +174,6 @@ def _field_error(path: str, message: str) -> ApiError:
     return _invalid(f"{path}: {message}")
 
 
-def _bad_control(message: str) -> ApiError:
-    return _invalid(message)
-
-
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -236,12 +238,13 @@ class StubState:
         self._lock = threading.Lock()
         # Ids never restart, so a stale id from an earlier test never names a new record.
         self._next_id = 1
+        self.requests = RequestLog(_REQUEST_LOG_LIMIT)
         self._clear()
 
     def _clear(self) -> None:
         self._answers: deque[Answer] = deque()
         self._faults: list[Fault] = []
-        self._requests: deque[Json] = deque(maxlen=_REQUEST_LOG_LIMIT)
+        self.requests.clear()
         self._cached_prefixes: set[str] = set()
         self._usage: Json = {"requests": 0, **dict.fromkeys(_USAGE_FIELDS, 0)}
 
@@ -334,16 +337,6 @@ class StubState:
     def usage(self) -> Json:
         with self._lock:
             return dict(self._usage)
-
-    # Request log.
-
-    def record_request(self, entry: Json) -> None:
-        with self._lock:
-            self._requests.append(entry)
-
-    def requests(self) -> list[Json]:
-        with self._lock:
-            return list(self._requests)
 
 
 # --- request validation ----------------------------------------------------------------------
@@ -855,7 +848,7 @@ def _number_text(value: float) -> str:
 
 def _authenticate() -> None:
     """Key, then `anthropic-version`, for every vendor call."""
-    if not _is_vendor_call():
+    if not is_vendor_call():
         return
     authorization = request.headers.get("Authorization", "")
     scheme, _, token = authorization.partition(" ")
@@ -872,59 +865,40 @@ def _authenticate() -> None:
 # --- control endpoints -------------------------------------------------------------------------
 
 
-def _control_body(allowed: Iterable[str]) -> Json:
-    """The JSON object sent to a control route ({} without a body); unknown keys are typos."""
-    if not request.get_data():
-        return {}
-    body = _json_body()
-    if not isinstance(body, dict):
-        raise _bad_control("A JSON object is required")
-    unknown = set(body) - set(allowed)
-    if unknown:
-        raise _bad_control(f"Unknown fields: {', '.join(sorted(unknown))}")
-    return body
-
-
-def _times(body: Json) -> int:
-    times = body.get("times", 1)
-    if not _is_int(times) or (times < 1 and times != -1):
-        raise _bad_control("times must be a positive integer, or -1 for until removed")
-    return int(times)
-
-
 def reset() -> tuple[str, int]:
     _state().reset()
     return "", 204
 
 
 def create_answer() -> tuple[Response, int]:
-    body = _control_body(frozenset({"content", "tool_input", "stop_reason", "times"}))
+    # A body that is not JSON gets the vendor's answer (`_json_body`), as on /v1/messages.
+    body = control_body(frozenset({"content", "tool_input", "stop_reason", "times"}), _json_body)
     content, tool_input = body.get("content"), body.get("tool_input")
     if (content is None) == (tool_input is None):
-        raise _bad_control("Give exactly one of content or tool_input")
+        raise ControlError("Give exactly one of content or tool_input")
     if content is not None:
         content = _answer_blocks(content)
     if tool_input is not None and not isinstance(tool_input, dict):
-        raise _bad_control("tool_input must be an object")
+        raise ControlError("tool_input must be an object")
     stop_reason = body.get("stop_reason")
     if stop_reason is not None and stop_reason not in _STOP_REASONS:
-        raise _bad_control(f"stop_reason must be one of {', '.join(sorted(_STOP_REASONS))}")
-    answer = _state().add_answer(_times(body), stop_reason, content, tool_input)
+        raise ControlError(f"stop_reason must be one of {', '.join(sorted(_STOP_REASONS))}")
+    answer = _state().add_answer(parse_times(body), stop_reason, content, tool_input)
     return jsonify(answer), 201
 
 
 def _answer_blocks(content: Any) -> list[Json]:
     if not isinstance(content, list):
-        raise _bad_control("content must be a list of content blocks")
+        raise ControlError("content must be a list of content blocks")
     for index, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            raise _bad_control(f"content.{index} must be an object with a type")
+            raise ControlError(f"content.{index} must be an object with a type")
         if block["type"] == "text" and not isinstance(block.get("text"), str):
-            raise _bad_control(f"content.{index}.text must be a string")
+            raise ControlError(f"content.{index}.text must be a string")
         if block["type"] == "tool_use" and (
             not isinstance(block.get("name"), str) or not isinstance(block.get("input"), dict)
         ):
-            raise _bad_control(f"content.{index} tool_use blocks need a name and an input object")
+            raise ControlError(f"content.{index} tool_use blocks need a name and an input object")
     return content
 
 
@@ -938,34 +912,34 @@ def clear_answers() -> tuple[str, int]:
 
 
 def create_fault() -> tuple[Response, int]:
-    body = _control_body(frozenset({"kind", "times"}) | _ALL_FAULT_PARAMS)
+    body = control_body(frozenset({"kind", "times"}) | _ALL_FAULT_PARAMS, _json_body)
     kind = body.get("kind")
     if kind not in _FAULT_KINDS:
-        raise _bad_control(f"kind must be one of {', '.join(sorted(_FAULT_KINDS))}")
+        raise ControlError(f"kind must be one of {', '.join(sorted(_FAULT_KINDS))}")
     misplaced = (_ALL_FAULT_PARAMS - _FAULT_PARAMS[kind]) & body.keys()
     if misplaced:
-        raise _bad_control(f"{kind} faults take no {', '.join(sorted(misplaced))}")
+        raise ControlError(f"{kind} faults take no {', '.join(sorted(misplaced))}")
     params = {
         **_FAULT_DEFAULTS.get(kind, {}),
         **{k: body[k] for k in _FAULT_PARAMS[kind] & body.keys()},
     }
     for name, value in params.items():
         _check_fault_param(name, value)
-    return jsonify(_state().add_fault(kind, _times(body), params)), 201
+    return jsonify(_state().add_fault(kind, parse_times(body), params)), 201
 
 
 def _check_fault_param(name: str, value: Any) -> None:
     if name == "should_retry":
         if not isinstance(value, bool):
-            raise _bad_control("should_retry must be true or false")
+            raise ControlError("should_retry must be true or false")
     elif not _is_number(value) or value < 0:
-        raise _bad_control(f"{name} must be a number >= 0")
+        raise ControlError(f"{name} must be a number >= 0")
     elif name == "status" and value not in _SERVER_ERROR_STATUSES:
-        raise _bad_control(f"status must be one of {sorted(_SERVER_ERROR_STATUSES)}")
+        raise ControlError(f"status must be one of {sorted(_SERVER_ERROR_STATUSES)}")
     elif name == "retry_after_ms" and not _is_int(value):
-        raise _bad_control("retry_after_ms must be a whole number of milliseconds")
+        raise ControlError("retry_after_ms must be a whole number of milliseconds")
     elif name == "delay" and value > 60:
-        raise _bad_control("delay must be between 0 and 60 seconds")
+        raise ControlError("delay must be between 0 and 60 seconds")
 
 
 def list_faults() -> Response:
@@ -978,7 +952,7 @@ def clear_faults() -> tuple[str, int]:
 
 
 def list_requests() -> Response:
-    return jsonify(_state().requests())
+    return jsonify(_state().requests.entries())
 
 
 def get_usage() -> Response:
@@ -991,10 +965,6 @@ def get_usage() -> Response:
 def _state() -> StubState:
     state: StubState = current_app.extensions[_EXTENSION]
     return state
-
-
-def _is_vendor_call() -> bool:
-    return not request.path.startswith("/__sim/")
 
 
 def _json_body() -> Any:
@@ -1021,6 +991,10 @@ def _error_response(error: ApiError) -> Response:
     return response
 
 
+def _control_error(error: ControlError) -> Response:
+    return _error_response(ApiError(error.status, _ERROR_TYPES[error.status], error.message))
+
+
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
     error_type = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
@@ -1033,8 +1007,8 @@ def _http_error(error: HTTPException) -> Response:
 def _finish_request(response: Response) -> Response:
     if "request_id" in g:
         response.headers["request-id"] = g.request_id
-    if _is_vendor_call():
-        _state().record_request(
+    if is_vendor_call():
+        _state().requests.record(
             {
                 "headers": {
                     k: v for k, v in request.headers.items() if k.lower() not in _HIDDEN_HEADERS
@@ -1076,17 +1050,13 @@ def create_app(state: StubState | None = None) -> Flask:
     app.before_request(_authenticate)
     app.after_request(_finish_request)
     app.register_error_handler(ApiError, _error_response)
+    app.register_error_handler(ControlError, _control_error)
     app.register_error_handler(HTTPException, _http_error)
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Anthropic Messages API stub")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run_forever(create_app(), args.host, args.port, "Anthropic stub")
+    run_cli(create_app, argv, "Anthropic stub", 8090, "Anthropic Messages API stub")
 
 
 if __name__ == "__main__":

@@ -42,10 +42,8 @@ without an answer). The request log never holds the `Secret` or `ApiIntegrationC
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -54,20 +52,8 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from writeback.simulators.faults import (
-    NOTE_WRITE_KINDS,
-    STATUS_WRITE_KINDS,
-    ControlError,
-    Fault,
-    FaultBook,
-    FaultControls,
-    RequestLog,
-    after_write,
-    control_body,
-    current_call,
-    optional,
-)
-from writeback.simulators.server import run_forever
+from writeback.simulators import faults
+from writeback.simulators.server import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -168,29 +154,17 @@ def _now() -> datetime:
 _SEED_USERS = (ApiUser(USERNAME, SECRET, INTEGRATION_CODE, 29682885),)
 
 
-class SimState:
+class SimState(faults.PsaState[Ticket, Note]):
     """All simulator state; every public method takes the lock (the server is threaded)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next_ticket_id = _FIRST_TICKET_ID
         self._next_note_id = _FIRST_NOTE_ID
-        self.faults = FaultBook()
-        self.requests = RequestLog()
-        self._seed()
+        super().__init__(_FIRST_TICKET_ID)
 
     def _seed(self) -> None:
         self._zone_prefix = ""
         self._users = {u.username.casefold(): u for u in _SEED_USERS}
         self._picklists = {"status": STATUSES, "publish": PUBLISH, "noteType": NOTE_TYPES}
-        self._tickets: dict[int, Ticket] = {}
-        self._notes: dict[int, list[Note]] = {}
-        self.faults.clear()
-        self.requests.clear()
-
-    def reset(self) -> None:
-        with self._lock:
-            self._seed()
 
     # Discovery and auth.
 
@@ -230,37 +204,27 @@ class SimState:
             chosen = (
                 next(c for c in self._picklists["status"] if c.default)
                 if status is None
-                else self._active("status", status, ControlError)
+                else self._active("status", status, faults.ControlError)
             )
             now = _now()
-            ticket = Ticket(self._next_ticket_id, title, chosen.value, now, now)
+            ticket = Ticket(self._new_ticket_id(), title, chosen.value, now, now)
             if chosen.value == COMPLETE:
                 ticket.completed = now
-            self._next_ticket_id += 1
-            self._tickets[ticket.id] = ticket
-            self._notes[ticket.id] = []
-            return _ticket_json(ticket)
+            return self._add_ticket(ticket)
 
-    def ticket(self, ticket_id: int) -> Json | None:
+    def find_ticket(self, ticket_id: int) -> Json | None:
+        """The ticket, or None for an unknown id (Autotask answers `{"item": null}`)."""
         with self._lock:
             ticket = self._tickets.get(ticket_id)
-            return _ticket_json(ticket) if ticket is not None else None
+            return self._ticket_json(ticket) if ticket is not None else None
 
-    def ticket_with_notes(self, ticket_id: int) -> Json:
-        with self._lock:
-            ticket = self._ticket(ticket_id)
-            return {
-                **_ticket_json(ticket),
-                "notes": [_note_json(n) for n in self._notes[ticket.id]],
-            }
-
-    def change_status(self, ticket_id: int, status: int) -> Fault | None:
+    def change_status(self, ticket_id: int, status: int) -> faults.Fault | None:
         """Apply a validated status change; an injected fault may keep it from being stored."""
         with self._lock:
             ticket = self._ticket(ticket_id)
             chosen = self._active("status", status)
-            fault = self.faults.take(STATUS_WRITE_KINDS, current_call())
-            if fault is None or fault.kind != "status_not_applied":
+            fault, store = self._take_status_fault()
+            if store:
                 changed = replace(ticket, status=chosen.value, last_activity=_now())
                 changed.completed = changed.last_activity if chosen.value == COMPLETE else None
                 self._tickets[ticket.id] = changed
@@ -270,7 +234,7 @@ class SimState:
 
     def add_note(
         self, ticket_id: int, note_type: int, publish: int, title: str, description: str, by: int
-    ) -> tuple[int, Fault | None]:
+    ) -> tuple[int, faults.Fault | None]:
         with self._lock:
             ticket = self._ticket(ticket_id)
             self._active("noteType", note_type)
@@ -281,19 +245,16 @@ class SimState:
             self._next_note_id += 1
             self._notes[ticket.id].append(note)
             ticket.last_activity = note.created
-            return note.id, self.faults.take(NOTE_WRITE_KINDS, current_call())
+            return note.id, self._take_note_fault()
 
     def all_notes(self) -> list[Json]:
         with self._lock:
-            return [_note_json(n) for notes in self._notes.values() for n in notes]
+            return [self._note_json(n) for notes in self._notes.values() for n in notes]
 
     # Helpers below expect the lock to be held.
 
-    def _ticket(self, ticket_id: int) -> Ticket:
-        ticket = self._tickets.get(ticket_id)
-        if ticket is None:
-            raise ApiError(404, f"Ticket with id {ticket_id} was not found.")
-        return ticket
+    def _unknown_ticket(self, ticket_id: int) -> ApiError:
+        return ApiError(404, f"Ticket with id {ticket_id} was not found.")
 
     def _active(
         self, field_name: str, value: int, error: Callable[[str], Exception] | None = None
@@ -304,37 +265,35 @@ class SimState:
         message = f"Value {value} is not an active picklist value for {field_name}."
         raise error(message) if error is not None else ApiError(400, message)
 
+    def _ticket_json(self, ticket: Ticket) -> Json:
+        return {
+            "id": ticket.id,
+            "ticketNumber": f"T{ticket.create_date:%Y%m%d}.{ticket.id:04d}",
+            "title": ticket.title,
+            "status": ticket.status,
+            "priority": 2,
+            "queueID": 8,
+            "companyID": 0,
+            "createDate": _timestamp(ticket.create_date),
+            "lastActivityDate": _timestamp(ticket.last_activity),
+            "completedDate": _timestamp(ticket.completed) if ticket.completed else None,
+            "userDefinedFields": [],
+        }
 
-def _ticket_json(ticket: Ticket) -> Json:
-    return {
-        "id": ticket.id,
-        "ticketNumber": f"T{ticket.create_date:%Y%m%d}.{ticket.id:04d}",
-        "title": ticket.title,
-        "status": ticket.status,
-        "priority": 2,
-        "queueID": 8,
-        "companyID": 0,
-        "createDate": _timestamp(ticket.create_date),
-        "lastActivityDate": _timestamp(ticket.last_activity),
-        "completedDate": _timestamp(ticket.completed) if ticket.completed else None,
-        "userDefinedFields": [],
-    }
-
-
-def _note_json(note: Note) -> Json:
-    return {
-        "id": note.id,
-        "ticketID": note.ticket_id,
-        "noteType": note.note_type,
-        "publish": note.publish,
-        "title": note.title,
-        "description": note.description,
-        "createDateTime": _timestamp(note.created),
-        "lastActivityDate": _timestamp(note.created),
-        "creatorResourceID": note.creator_resource_id,
-        "createdByContactID": None,
-        "impersonatorCreatorResourceID": None,
-    }
+    def _note_json(self, note: Note) -> Json:
+        return {
+            "id": note.id,
+            "ticketID": note.ticket_id,
+            "noteType": note.note_type,
+            "publish": note.publish,
+            "title": note.title,
+            "description": note.description,
+            "createDateTime": _timestamp(note.created),
+            "lastActivityDate": _timestamp(note.created),
+            "creatorResourceID": note.creator_resource_id,
+            "createdByContactID": None,
+            "impersonatorCreatorResourceID": None,
+        }
 
 
 def _choice_json(choice: Choice, order: int) -> Json:
@@ -469,11 +428,6 @@ def _api_error(error: ApiError) -> Response:
     return response
 
 
-def _http_error(error: HTTPException) -> Response:
-    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
-    return _error_response(error.code or 500, error.description or "Error", headers)
-
-
 def _json_body() -> Any:
     body = request.get_json(force=True, silent=True)
     if body is None:
@@ -546,7 +500,7 @@ def zone_information() -> Response:
 
 
 def get_ticket(ticket_id: int) -> Response:
-    return jsonify({"item": _state().ticket(ticket_id)})
+    return jsonify({"item": _state().find_ticket(ticket_id)})
 
 
 def patch_ticket() -> Response:
@@ -563,7 +517,7 @@ def patch_ticket() -> Response:
     if not isinstance(status, int) or isinstance(status, bool):
         raise ApiError(400, "Value for status must be an integer.")
     fault = _state().change_status(ticket_id, status)
-    after_write(fault)
+    faults.after_write(fault)
     return jsonify({"itemId": ticket_id})
 
 
@@ -586,7 +540,7 @@ def create_note(ticket_id: int) -> Response:
     note_id, fault = _state().add_note(
         ticket_id, values[0], values[1], title, description, g.user.resource_id
     )
-    after_write(fault)
+    faults.after_write(fault)
     return jsonify({"itemId": note_id})
 
 
@@ -639,29 +593,16 @@ def note_fields() -> Response:
 # --- control endpoints -------------------------------------------------------------------------
 
 
-def reset() -> tuple[str, int]:
-    _state().reset()
-    return "", 204
-
-
 def sim_create_ticket() -> tuple[Response, int]:
-    body = control_body(frozenset({"status_id", "summary"}))
-    summary = optional(body, "summary", str) or "Simulated ticket"
-    if len(summary) > 255:
-        raise ControlError("summary is limited to 255 characters")
-    ticket = _state().create_ticket(optional(body, "status_id", int), summary)
-    return jsonify(ticket), 201
-
-
-def sim_get_ticket(ticket_id: int) -> Response:
-    return jsonify(_state().ticket_with_notes(ticket_id))
+    summary, (status_id,) = faults.ticket_request(255, "status_id")
+    return jsonify(_state().create_ticket(status_id, summary)), 201
 
 
 def put_zone() -> Response:
-    prefix = optional(control_body(frozenset({"prefix"})), "prefix", str) or ""
+    prefix = faults.optional(faults.control_body(frozenset({"prefix"})), "prefix", str) or ""
     prefix = prefix.strip("/")
     if not _ZONE_PREFIX.fullmatch(prefix) or prefix == "atservicesrest" or prefix == "__sim":
-        raise ControlError("prefix must be a single path segment such as 'ws5'")
+        raise faults.ControlError("prefix must be a single path segment such as 'ws5'")
     _state().move_zone(prefix)
     base = request.host_url
     return jsonify(
@@ -680,12 +621,10 @@ _API_ROUTES: tuple[tuple[str, Callable[..., Any], str], ...] = (
     ("/TicketNotes/entityInformation/fields", note_fields, "GET"),
 )
 _CONTROL_ROUTES: tuple[tuple[str, Callable[..., Any], str], ...] = (
-    ("/__sim/reset", reset, "POST"),
     ("/__sim/tickets", sim_create_ticket, "POST"),
-    ("/__sim/tickets/<int:ticket_id>", sim_get_ticket, "GET"),
     ("/__sim/zone", put_zone, "PUT"),
 )
-_HIDDEN_HEADERS = frozenset({"secret", "apiintegrationcode"})
+_HIDDEN_HEADERS = faults.DEFAULT_HIDDEN_HEADERS | {"secret", "apiintegrationcode"}
 
 
 def create_app(state: SimState | None = None) -> Flask:
@@ -702,9 +641,8 @@ def create_app(state: SimState | None = None) -> Flask:
     for rule, view, method in _CONTROL_ROUTES:
         app.add_url_rule(rule, view_func=view, methods=[method])
     app.url_value_preprocessor(_pop_zone)
-    FaultControls(
-        faults=lambda: _state().faults,
-        requests=lambda: _state().requests,
+    faults.FaultControls(
+        state=_state,
         ticket_id=_ticket_in_call,
         error=_error_response,
         hidden_headers=_HIDDEN_HEADERS,
@@ -712,17 +650,12 @@ def create_app(state: SimState | None = None) -> Flask:
     ).install(app)
     app.before_request(_authenticate)  # after the request faults, as in the real service order
     app.register_error_handler(ApiError, _api_error)
-    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(HTTPException, faults.http_error_handler(_error_response))
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Autotask PSA REST API simulator")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8082)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run_forever(create_app(), args.host, args.port, "Autotask simulator")
+    run_cli(create_app, argv, "Autotask simulator", 8082, "Autotask PSA REST API simulator")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,20 @@
-"""Fault injection, the request log and the control routes shared by the PSA simulators.
+"""Fault injection, the request log, the ticket store and the control routes shared by the PSA
+simulators.
 
-A simulator keeps a `FaultBook` and a `RequestLog` in its state and calls `install()` on its Flask
-app with three vendor specifics: how to find the ticket a request is about, how its errors look,
-and which headers and fields are secret. `install()` then adds:
+A simulator's state subclasses `PsaState` (a lock, a `FaultBook`, a `RequestLog`, the tickets and
+their notes), and its Flask app gets a `FaultControls` with the vendor specifics: how to find the
+ticket a request is about, how its errors look, and which headers and fields are secret.
+`FaultControls.install()` then adds:
 
   before_request  vendor calls (every path but /__sim/...) are matched against the faults:
                   `slow` sleeps, then `rate_limit`/`server_error` answer instead of the vendor
   after_request   vendor calls are logged: method, path, query, status, ticket_id, body (JSON
                   only, so form bodies such as OAuth token requests never are), headers without
                   the secret ones, auth_headers (the names of the secret headers sent, never their
-                  values) and faults (kinds applied)
+                  values; unless `log_auth_headers` is off) and faults (kinds applied)
+  POST   /__sim/reset              `PsaState.reset()`: no tickets, faults or log entries, and the
+                                    vendor's seed data again; 204
+  GET    /__sim/tickets/<id>       `PsaState.ticket_with_notes()`
   POST   /__sim/faults             {"kind", "ticket_id"?, "method"?, "path_contains"?, "times"?,
                                     kind params} -> 201 fault (with "id")
   GET    /__sim/faults             faults in creation order, "times" = matches left (-1 = endless)
@@ -18,8 +23,12 @@ and which headers and fields are secret. `install()` then adds:
   a WSGI wrapper that closes the connection without an answer after a `drop_after_store` write
 
 Write faults (`status_not_applied`, `drop_after_store`) are taken by the simulator itself, inside
-a write that succeeded (`FaultBook.take(STATUS_WRITE_KINDS, current_call())`), and reported with
+a write that succeeded (`PsaState._take_status_fault()` / `_take_note_fault()`), and reported with
 `after_write()`.
+
+For the simulators' own control routes (the Anthropic stub's too): `control_body()`, `optional()`,
+`parse_times()` and `ticket_request()` (POST /__sim/tickets) read control-API bodies, raising
+`ControlError`; `http_error_handler()` answers werkzeug's errors in the vendor's shape.
 """
 
 from __future__ import annotations
@@ -28,12 +37,14 @@ import logging
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -43,6 +54,8 @@ logger = logging.getLogger(__name__)
 Json = dict[str, Any]
 # (status, message, extra headers) -> a response in the vendor's error shape
 ErrorResponder = Callable[[int, str, Mapping[str, str]], Response]
+# Reads a control request's body: its JSON, None if it is not JSON, or the vendor's error.
+BodyReader = Callable[[], Any]
 
 SERVER_ERROR_STATUSES = (500, 502, 503, 504)
 DELAY_KINDS = frozenset({"slow"})
@@ -59,7 +72,7 @@ FAULT_PARAMS: dict[str, dict[str, float]] = {
 }
 ALL_FAULT_PARAMS = frozenset(name for params in FAULT_PARAMS.values() for name in params)
 METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
-ALWAYS_HIDDEN_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+DEFAULT_HIDDEN_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 REDACTED = "[redacted]"
 _DROP_KEY = "writeback.sim.drop_connection"
 _REQUEST_LOG_LIMIT = 20_000
@@ -186,14 +199,105 @@ class RequestLog:
             self._entries.clear()
 
 
+class _Record(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+TicketT = TypeVar("TicketT", bound=_Record)
+NoteT = TypeVar("NoteT")
+
+
+class PsaState(ABC, Generic[TicketT, NoteT]):
+    """What every PSA simulator's state holds besides its vendor records: a lock (the server is
+    threaded, so every public method takes it), the faults, the request log and the tickets with
+    their notes. A reset empties them all and seeds the vendor records again (`_seed()`)."""
+
+    def __init__(self, first_ticket_id: int) -> None:
+        self._lock = threading.Lock()
+        # Ids never restart, so a stale id from an earlier test never names a new ticket.
+        self._next_ticket_id = first_ticket_id
+        self.faults = FaultBook()
+        self.requests = RequestLog()
+        self._tickets: dict[int, TicketT] = {}
+        self._notes: dict[int, list[NoteT]] = {}  # by ticket id, in stored order
+        self._seed()
+
+    @abstractmethod
+    def _seed(self) -> None:
+        """(Re)create the vendor records other than tickets from the seed data."""
+
+    @abstractmethod
+    def _unknown_ticket(self, ticket_id: int) -> Exception:
+        """The vendor's error for a ticket id it does not know."""
+
+    @abstractmethod
+    def _ticket_json(self, ticket: TicketT) -> Json: ...
+
+    @abstractmethod
+    def _note_json(self, note: NoteT) -> Json: ...
+
+    def reset(self) -> None:
+        with self._lock:
+            self._tickets.clear()
+            self._notes.clear()
+            self.faults.clear()
+            self.requests.clear()
+            self._seed()
+
+    def ticket(self, ticket_id: int) -> Json:
+        with self._lock:
+            return self._ticket_json(self._ticket(ticket_id))
+
+    def ticket_with_notes(self, ticket_id: int) -> Json:
+        """The ticket plus "notes" in stored order (GET /__sim/tickets/<id>)."""
+        with self._lock:
+            ticket = self._ticket(ticket_id)
+            notes = [self._note_json(n) for n in self._notes[ticket.id]]
+            return {**self._ticket_json(ticket), "notes": notes}
+
+    # Helpers below expect the lock to be held.
+
+    def _new_ticket_id(self) -> int:
+        ticket_id = self._next_ticket_id
+        self._next_ticket_id += 1
+        return ticket_id
+
+    def _add_ticket(self, ticket: TicketT) -> Json:
+        """Store a new ticket (its id from `_new_ticket_id()`), with no notes yet; its JSON."""
+        self._tickets[ticket.id] = ticket
+        self._notes[ticket.id] = []
+        return self._ticket_json(ticket)
+
+    def _ticket(self, ticket_id: int) -> TicketT:
+        ticket = self._tickets.get(ticket_id)
+        if ticket is None:
+            raise self._unknown_ticket(ticket_id)
+        return ticket
+
+    # Write faults, taken inside a write that succeeded.
+
+    def _take_status_fault(self) -> tuple[Fault | None, bool]:
+        """A status write fault for the current call, and whether the change is to be stored."""
+        fault = self.faults.take(STATUS_WRITE_KINDS, current_call())
+        return fault, fault is None or fault.kind != "status_not_applied"
+
+    def _take_note_fault(self) -> Fault | None:
+        return self.faults.take(NOTE_WRITE_KINDS, current_call())
+
+
 # --- control-API body helpers -------------------------------------------------------------------
 
 
-def control_body(allowed: Iterable[str]) -> Json:
-    """The JSON object sent to a control route ({} without a body); unknown keys are typos."""
+def control_body(allowed: Iterable[str], read: BodyReader | None = None) -> Json:
+    """The JSON object sent to a control route ({} without a body); unknown keys are typos.
+
+    `read` is the vendor's own body reader, for simulators that answer a body that is not JSON
+    with their usual error rather than "A JSON object is required".
+    """
     if not request.get_data():
         return {}
-    body = request.get_json(force=True, silent=True)
+    body = read() if read is not None else request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
         raise ControlError("A JSON object is required")
     unknown = set(body) - set(allowed)
@@ -210,6 +314,25 @@ def optional(body: Json, name: str, kind: type) -> Any:
     return value
 
 
+def parse_times(body: Json) -> int:
+    """How often a fault (or a scripted answer) applies: `times`, default 1, -1 = endless."""
+    times = body.get("times", 1)
+    if not isinstance(times, int) or isinstance(times, bool) or (times < 1 and times != -1):
+        raise ControlError("times must be a positive integer, or -1 for until removed")
+    return times
+
+
+def ticket_request(
+    max_summary: int, *id_fields: str, read: BodyReader | None = None
+) -> tuple[str, list[int | None]]:
+    """The summary and the ids (`id_fields`, checked in that order) of a POST /__sim/tickets."""
+    body = control_body({"summary", *id_fields}, read)
+    summary = optional(body, "summary", str) or "Simulated ticket"
+    if len(summary) > max_summary:
+        raise ControlError(f"summary is limited to {max_summary} characters")
+    return summary, [optional(body, name, int) for name in id_fields]
+
+
 def _parse_fault(
     body: Json,
 ) -> tuple[str, int, int | None, str | None, str | None, dict[str, float]]:
@@ -223,9 +346,7 @@ def _parse_fault(
     misplaced = (ALL_FAULT_PARAMS - defaults.keys()) & body.keys()
     if misplaced:
         raise ControlError(f"{kind} faults take no {', '.join(sorted(misplaced))}")
-    times = body.get("times", 1)
-    if not isinstance(times, int) or isinstance(times, bool) or (times < 1 and times != -1):
-        raise ControlError("times must be a positive integer, or -1 for until removed")
+    times = parse_times(body)
     method = optional(body, "method", str)
     if method is not None and method.upper() not in METHODS:
         raise ControlError(f"method must be one of {', '.join(sorted(METHODS))}")
@@ -315,22 +436,38 @@ class DropConnection:
         raise _SimulatedDisconnect("simulated connection drop after store")
 
 
+def http_error_handler(error: ErrorResponder) -> Callable[[HTTPException], Response]:
+    """Werkzeug's own errors (unknown route, wrong method) in the vendor's error shape."""
+
+    def handle(exception: HTTPException) -> Response:
+        # Keep headers such as a 405's Allow; the body is the vendor's.
+        headers = {k: v for k, v in exception.get_headers() if k.lower() != "content-type"}
+        return error(exception.code or 500, exception.description or "Error", headers)
+
+    return handle
+
+
 @dataclass(frozen=True)
 class FaultControls:
     """What `install()` needs from a simulator."""
 
-    faults: Callable[[], FaultBook]  # the app's fault book (looked up per request)
-    requests: Callable[[], RequestLog]
+    state: Callable[[], PsaState[Any, Any]]  # the app's state (looked up per request)
     ticket_id: Callable[[], int | None]  # the ticket the current vendor request is about
     error: ErrorResponder
-    hidden_headers: frozenset[str] = frozenset()  # lower-case; never logged, only their names
+    hidden_headers: frozenset[str] = DEFAULT_HIDDEN_HEADERS  # lower-case; values never logged
     secret_fields: frozenset[str] = frozenset()  # lower-case query/JSON keys, logged redacted
+    log_auth_headers: bool = True  # log the names of the hidden headers sent as auth_headers
+    # The 429 message of a `rate_limit` fault; {seconds} is its retry_after.
+    rate_limit_message: str = "Rate limit exceeded, retry after {seconds} seconds (simulated)"
+    read_body: BodyReader | None = None  # see control_body()
 
     def install(self, app: Flask) -> None:
         app.before_request(self._inject_request_faults)
         app.after_request(self._record_request)
         app.register_error_handler(ControlError, self._control_error)
         routes: tuple[tuple[str, Callable[..., Any], str], ...] = (
+            ("/__sim/reset", self._reset, "POST"),
+            ("/__sim/tickets/<int:ticket_id>", self._ticket_with_notes, "GET"),
             ("/__sim/faults", self._create_fault, "POST"),
             ("/__sim/faults", self._list_faults, "GET"),
             ("/__sim/faults", self._clear_faults, "DELETE"),
@@ -350,7 +487,7 @@ class FaultControls:
             return None
         g.call = Call(request.method, request.path, self.ticket_id())
         g.faults = []
-        book = self.faults()
+        book = self.state().faults
         slow = book.take(DELAY_KINDS, g.call)
         if slow is not None:
             g.faults.append(slow.kind)
@@ -363,7 +500,7 @@ class FaultControls:
             retry_after = int(failure.params["retry_after"])
             return self.error(
                 429,
-                f"Rate limit exceeded, retry after {retry_after} seconds (simulated)",
+                self.rate_limit_message.format(seconds=retry_after),
                 {"Retry-After": str(retry_after)},
             )
         return self.error(
@@ -376,21 +513,20 @@ class FaultControls:
         call = current_call()
         if call is None:
             return response
-        hidden = ALWAYS_HIDDEN_HEADERS | self.hidden_headers
         headers = dict(request.headers.items())
-        self.requests().record(
-            {
-                "method": request.method,
-                "path": request.path,
-                "query": redact(request.args.to_dict(), self.secret_fields),
-                "status": response.status_code,
-                "ticket_id": call.ticket_id,
-                "body": redact(request.get_json(force=True, silent=True), self.secret_fields),
-                "headers": {k: v for k, v in headers.items() if k.lower() not in hidden},
-                "auth_headers": sorted(k for k in headers if k.lower() in hidden),
-                "faults": list(g.faults),
-            }
-        )
+        entry: Json = {
+            "method": request.method,
+            "path": request.path,
+            "query": redact(request.args.to_dict(), self.secret_fields),
+            "status": response.status_code,
+            "ticket_id": call.ticket_id,
+            "body": redact(request.get_json(force=True, silent=True), self.secret_fields),
+            "headers": {k: v for k, v in headers.items() if k.lower() not in self.hidden_headers},
+        }
+        if self.log_auth_headers:
+            entry["auth_headers"] = sorted(k for k in headers if k.lower() in self.hidden_headers)
+        entry["faults"] = list(g.faults)
+        self.state().requests.record(entry)
         return response
 
     def _control_error(self, error: ControlError) -> Response:
@@ -398,19 +534,26 @@ class FaultControls:
 
     # Control routes.
 
+    def _reset(self) -> tuple[str, int]:
+        self.state().reset()
+        return "", 204
+
+    def _ticket_with_notes(self, ticket_id: int) -> Response:
+        return jsonify(self.state().ticket_with_notes(ticket_id))
+
     def _create_fault(self) -> tuple[Response, int]:
-        body = control_body(FAULT_KEYS | ALL_FAULT_PARAMS)
-        return jsonify(self.faults().add(body)), 201
+        body = control_body(FAULT_KEYS | ALL_FAULT_PARAMS, self.read_body)
+        return jsonify(self.state().faults.add(body)), 201
 
     def _list_faults(self) -> Response:
-        return jsonify(self.faults().all())
+        return jsonify(self.state().faults.all())
 
     def _clear_faults(self) -> tuple[str, int]:
-        self.faults().clear()
+        self.state().faults.clear()
         return "", 204
 
     def _delete_fault(self, fault_id: int) -> tuple[str, int]:
-        if not self.faults().remove(fault_id):
+        if not self.state().faults.remove(fault_id):
             raise ControlError(f"Fault {fault_id} not found", 404)
         return "", 204
 
@@ -418,4 +561,4 @@ class FaultControls:
         raw = request.args.get("ticket_id")
         if raw is not None and not raw.isdigit():
             raise ControlError("ticket_id must be an integer")
-        return jsonify(self.requests().entries(int(raw) if raw is not None else None))
+        return jsonify(self.state().requests.entries(int(raw) if raw is not None else None))

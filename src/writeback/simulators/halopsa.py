@@ -42,12 +42,10 @@ client secret ever reach the request log.
 
 from __future__ import annotations
 
-import argparse
 import html
 import logging
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -57,20 +55,8 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from writeback.simulators.faults import (
-    NOTE_WRITE_KINDS,
-    STATUS_WRITE_KINDS,
-    ControlError,
-    Fault,
-    FaultBook,
-    FaultControls,
-    RequestLog,
-    after_write,
-    control_body,
-    current_call,
-    optional,
-)
-from writeback.simulators.server import run_forever
+from writeback.simulators import faults
+from writeback.simulators.server import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -174,16 +160,14 @@ _SEED_CLIENTS = (Client(CLIENT_ID, CLIENT_SECRET, 7, "Writeback API"),)
 _SEED_TENANTS = frozenset({"", TENANT})
 
 
-class SimState:
-    """All simulator state; every public method takes the lock (the server is threaded)."""
+class SimState(faults.PsaState[Ticket, Action]):
+    """All simulator state; every public method takes the lock (the server is threaded).
+
+    A ticket's notes are its actions."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._lock = threading.Lock()
         self._clock = clock
-        self._next_ticket_id = _FIRST_TICKET_ID
-        self.faults = FaultBook()
-        self.requests = RequestLog()
-        self._seed()
+        super().__init__(_FIRST_TICKET_ID)
 
     def _seed(self) -> None:
         self._clients = {c.client_id: c for c in _SEED_CLIENTS}
@@ -191,14 +175,6 @@ class SimState:
         self._lifetime = DEFAULT_LIFETIME
         self._tokens: dict[str, tuple[Client, float]] = {}
         self._statuses = {s.id: s for s in STATUSES}
-        self._tickets: dict[int, Ticket] = {}
-        self._actions: dict[int, list[Action]] = {}
-        self.faults.clear()
-        self.requests.clear()
-
-    def reset(self) -> None:
-        with self._lock:
-            self._seed()
 
     # OAuth.
 
@@ -244,48 +220,35 @@ class SimState:
 
     def create_ticket(self, status_id: int | None, summary: str) -> Json:
         with self._lock:
-            status = self._usable_status(status_id if status_id is not None else NEW, ControlError)
+            status = self._usable_status(
+                status_id if status_id is not None else NEW, faults.ControlError
+            )
             now = _now()
-            ticket = Ticket(self._next_ticket_id, summary, status.id, now, now)
+            ticket = Ticket(self._new_ticket_id(), summary, status.id, now, now)
             if status.id == CLOSED:
                 ticket.date_closed = now
-            self._next_ticket_id += 1
-            self._tickets[ticket.id] = ticket
-            self._actions[ticket.id] = []
-            return self._ticket_json(ticket)
+            return self._add_ticket(ticket)
 
-    def ticket(self, ticket_id: int) -> Json:
-        with self._lock:
-            return self._ticket_json(self._ticket(ticket_id))
-
-    def ticket_with_notes(self, ticket_id: int) -> Json:
-        with self._lock:
-            ticket = self._ticket(ticket_id)
-            notes = [_action_json(a) for a in self._actions[ticket.id]]
-            return {**self._ticket_json(ticket), "notes": notes}
-
-    def change_status(self, ticket_id: int, status_id: int) -> tuple[Json, Fault | None]:
+    def change_status(self, ticket_id: int, status_id: int) -> tuple[Json, faults.Fault | None]:
         """Apply a validated status change; an injected fault may keep it from being stored."""
         with self._lock:
             ticket = self._tickets.get(ticket_id)
             if ticket is None:
                 raise ApiError(400, f"Ticket {ticket_id} does not exist")
             status = self._usable_status(status_id)
-            fault = self.faults.take(STATUS_WRITE_KINDS, current_call())
+            fault, store = self._take_status_fault()
             changed = replace(ticket, status_id=status.id, last_action=_now())
             changed.date_closed = changed.last_action if status.id == CLOSED else None
-            if fault is None or fault.kind != "status_not_applied":
+            if store:
                 self._tickets[ticket.id] = changed
             return self._ticket_json(changed), fault
 
     # Actions.
 
-    def add_action(self, item: Json, client: Client) -> tuple[Json, Fault | None]:
+    def add_action(self, item: Json, client: Client) -> tuple[Json, faults.Fault | None]:
         with self._lock:
-            ticket = self._tickets.get(item["ticket_id"])
-            if ticket is None:
-                raise ApiError(404, f"Ticket {item['ticket_id']} not found")
-            actions = self._actions[ticket.id]
+            ticket = self._ticket(item["ticket_id"])
+            actions = self._notes[ticket.id]
             action = Action(
                 id=len(actions) + 1,
                 ticket_id=ticket.id,
@@ -301,19 +264,16 @@ class SimState:
             )
             actions.append(action)
             ticket.last_action = action.at
-            return _action_json(action), self.faults.take(NOTE_WRITE_KINDS, current_call())
+            return self._note_json(action), self._take_note_fault()
 
     def actions(self, ticket_id: int) -> list[Json]:
         with self._lock:
-            return [_action_json(a) for a in self._actions.get(ticket_id, [])]
+            return [self._note_json(a) for a in self._notes.get(ticket_id, [])]
 
     # Helpers below expect the lock to be held.
 
-    def _ticket(self, ticket_id: int) -> Ticket:
-        ticket = self._tickets.get(ticket_id)
-        if ticket is None:
-            raise ApiError(404, f"Ticket {ticket_id} not found")
-        return ticket
+    def _unknown_ticket(self, ticket_id: int) -> ApiError:
+        return ApiError(404, f"Ticket {ticket_id} not found")
 
     def _usable_status(
         self, status_id: int, error: Callable[[str], Exception] | None = None
@@ -345,6 +305,22 @@ class SimState:
             "dateclosed": _timestamp(ticket.date_closed) if ticket.date_closed else None,
         }
 
+    def _note_json(self, action: Action) -> Json:
+        return {
+            "id": action.id,
+            "ticket_id": action.ticket_id,
+            "outcome": action.outcome,
+            "outcome_id": action.outcome_id,
+            "who": action.who,
+            "who_agentid": action.agent_id,
+            "datetime": _timestamp(action.at),
+            "note": action.note,
+            "note_html": action.note_html,
+            "hiddenfromuser": action.hidden,
+            "sendemail": action.send_email,
+            "actionby_agent_id": action.agent_id,
+        }
+
 
 def _status_json(status: Status) -> Json:
     return {
@@ -354,23 +330,6 @@ def _status_json(status: Status) -> Json:
         "colour": status.colour,
         "sequence": status.sequence,
         "inactive": status.inactive,
-    }
-
-
-def _action_json(action: Action) -> Json:
-    return {
-        "id": action.id,
-        "ticket_id": action.ticket_id,
-        "outcome": action.outcome,
-        "outcome_id": action.outcome_id,
-        "who": action.who,
-        "who_agentid": action.agent_id,
-        "datetime": _timestamp(action.at),
-        "note": action.note,
-        "note_html": action.note_html,
-        "hiddenfromuser": action.hidden,
-        "sendemail": action.send_email,
-        "actionby_agent_id": action.agent_id,
     }
 
 
@@ -398,11 +357,6 @@ def _api_error(error: ApiError) -> Response:
         response = _error_response(error.status, error.message, {})
     response.headers.update(error.headers)
     return response
-
-
-def _http_error(error: HTTPException) -> Response:
-    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
-    return _error_response(error.code or 500, error.description or "Error", headers)
 
 
 def _json_body() -> Any:
@@ -488,7 +442,7 @@ def post_tickets() -> Response:
         if status_id is None:
             raise ApiError(400, "status_id must be an integer")
         ticket, fault = _state().change_status(ticket_id, status_id)
-        after_write(fault)
+        faults.after_write(fault)
         answers.append(ticket)
     return jsonify(answers[0] if len(answers) == 1 else answers)
 
@@ -524,7 +478,7 @@ def post_actions() -> Response:
     items = [_action_item(item) for item in _items("action")]  # all valid before any is stored
     answers = [_state().add_action(item, g.client) for item in items]
     for _, fault in answers:
-        after_write(fault)
+        faults.after_write(fault)
     created = [action for action, _ in answers]
     return jsonify(created[0] if len(created) == 1 else created)
 
@@ -577,30 +531,17 @@ def _items(kind: str) -> list[Json]:
 # --- control endpoints -------------------------------------------------------------------------
 
 
-def reset() -> tuple[str, int]:
-    _state().reset()
-    return "", 204
-
-
 def sim_create_ticket() -> tuple[Response, int]:
-    body = control_body(frozenset({"status_id", "summary"}))
-    summary = optional(body, "summary", str) or "Simulated ticket"
-    if len(summary) > _MAX_SUMMARY:
-        raise ControlError(f"summary is limited to {_MAX_SUMMARY} characters")
-    ticket = _state().create_ticket(optional(body, "status_id", int), summary)
-    return jsonify(ticket), 201
-
-
-def sim_get_ticket(ticket_id: int) -> Response:
-    return jsonify(_state().ticket_with_notes(ticket_id))
+    summary, (status_id,) = faults.ticket_request(_MAX_SUMMARY, "status_id")
+    return jsonify(_state().create_ticket(status_id, summary)), 201
 
 
 def put_tokens() -> Response:
-    lifetime = control_body(frozenset({"lifetime"})).get("lifetime")
+    lifetime = faults.control_body(frozenset({"lifetime"})).get("lifetime")
     if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
-        raise ControlError("lifetime must be a number of seconds")
+        raise faults.ControlError("lifetime must be a number of seconds")
     if not 0 < lifetime <= 86_400:
-        raise ControlError("lifetime must be between 0 and 86400 seconds")
+        raise faults.ControlError("lifetime must be between 0 and 86400 seconds")
     _state().set_lifetime(float(lifetime))
     return jsonify({"lifetime": lifetime})
 
@@ -619,9 +560,7 @@ _ROUTES: tuple[tuple[str, Callable[..., Any], str], ...] = (
     ("/api/Tickets", post_tickets, "POST"),
     ("/api/Actions", list_actions, "GET"),
     ("/api/Actions", post_actions, "POST"),
-    ("/__sim/reset", reset, "POST"),
     ("/__sim/tickets", sim_create_ticket, "POST"),
-    ("/__sim/tickets/<int:ticket_id>", sim_get_ticket, "GET"),
     ("/__sim/tokens", put_tokens, "PUT"),
     ("/__sim/tokens", delete_tokens, "DELETE"),
 )
@@ -634,26 +573,20 @@ def create_app(state: SimState | None = None) -> Flask:
     app.extensions[_EXTENSION] = state if state is not None else SimState()
     for rule, view, method in _ROUTES:
         app.add_url_rule(rule, view_func=view, methods=[method])
-    FaultControls(
-        faults=lambda: _state().faults,
-        requests=lambda: _state().requests,
+    faults.FaultControls(
+        state=_state,
         ticket_id=_ticket_in_call,
         error=_error_response,
         secret_fields=frozenset({"client_secret", "access_token", "refresh_token", "password"}),
     ).install(app)
     app.before_request(_authenticate)  # after the request faults
     app.register_error_handler(ApiError, _api_error)
-    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(HTTPException, faults.http_error_handler(_error_response))
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="HaloPSA API simulator")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8083)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run_forever(create_app(), args.host, args.port, "HaloPSA simulator")
+    run_cli(create_app, argv, "HaloPSA simulator", 8083, "HaloPSA API simulator")
 
 
 if __name__ == "__main__":

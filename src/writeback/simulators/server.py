@@ -1,13 +1,16 @@
 """Serve a WSGI app (a vendor simulator) over real HTTP on a loopback port.
 
 `serve()` runs the app in a daemon thread for tests, demos and benchmarks; `run_forever()` runs it
-in the foreground for `python -m writeback.simulators.<vendor>` entry points.
+in the foreground, and `run_cli()` is the whole `python -m writeback.simulators.<vendor>` entry
+point (`--host`, `--port`, log lines on stderr, the URL on stdout).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -81,6 +84,23 @@ def run_forever(app: WSGIApplication, host: str, port: int, name: str) -> None:
     # Launchers read this line to learn the port (useful with --port 0).
     print(f"{name} listening on {_url(host, server.port)}", flush=True)
     server.serve_forever()
+
+
+def run_cli(
+    create_app: Callable[[], WSGIApplication],
+    argv: list[str] | None,
+    name: str,
+    port: int,
+    description: str,
+) -> None:
+    """A simulator's command line: --host and --port (default `port`), log lines on stderr, then
+    `run_forever()` announcing the URL as `name`; `description` is the --help text."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=port)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_forever(create_app(), args.host, args.port, name)
 
 
 def _url(host: str, port: int) -> str:
