@@ -23,7 +23,11 @@ logger = logging.getLogger(__name__)
 
 
 class _RequestHandler(WSGIRequestHandler):
-    """Sends access lines through `logging` rather than werkzeug's coloured stderr output."""
+    """Sends access lines through `logging` rather than werkzeug's coloured stderr output, and
+    keeps connections alive as the real vendors do (clients reuse them; HTTP/1.0 would make
+    every call a new TCP connection)."""
+
+    protocol_version = "HTTP/1.1"
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         logger.info('"%s" %s %s', self.requestline, code, size)
