@@ -15,7 +15,6 @@ from writeback.domain.errors import (
     AlreadyClosed,
     Conflict,
     InvalidInput,
-    JobInFlight,
     NotFound,
     PsaError,
     Unauthorized,
@@ -390,9 +389,6 @@ def request_writeback(
             raise AlreadyClosed(
                 f"Session {session_id} is already {closed_as}.", f"already_{closed_as}"
             )
-        running = tx.jobs.in_flight_for_session(session_id)
-        if running is not None:
-            raise JobInFlight(running.id)
         job = WritebackJob(
             account_id=principal.account_id,
             session_id=session_id,
@@ -402,9 +398,9 @@ def request_writeback(
             updated_at=now,
             due_at=now + timedelta(seconds=enqueue_grace),
         )
-        tx.jobs.add(job)
+        tx.jobs.add(job)  # the partial unique index refuses a second in-flight job: JobInFlight
         tx.jobs.add_event(JobEvent(job_id=job.id, at=now, step=Step.DRAFT, event="created"))
-        tx.commit()  # raises JobInFlight when a concurrent request won the race
+        tx.commit()
     try:
         queue.enqueue(job.id, Step.DRAFT)
     except Exception:
