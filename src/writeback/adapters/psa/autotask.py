@@ -30,10 +30,9 @@ from typing import Any
 
 import requests
 
-from writeback.adapters.psa.http import HttpClient, retry_after_seconds
+from writeback.adapters.psa.http import HttpClient, read_answer
 from writeback.domain.errors import (
     InvalidInput,
-    PsaAuthError,
     PsaNotFound,
     PsaRejected,
     PsaTransientError,
@@ -386,34 +385,14 @@ def _parse_discovery(response: requests.Response) -> Any:
 
 
 def _parse(method: str, path: str, response: requests.Response, failed: str | None = None) -> Any:
-    status = response.status_code
-    if 200 <= status < 300:
-        if not response.content:
-            return None
-        body = _json(response)
-        if body is None:
-            raise PsaTransientError(
-                f"Autotask {method} {path} answered {status} with a body that is not JSON",
-                failed=failed,
-            )
-        return body
-    message = _error_message(response)
-    where = f"Autotask {method} {path} answered {status}"
-    if status == 429:
-        raise PsaTransientError(
-            f"{where} (rate limited): {message}", retry_after_seconds(response), failed=failed
-        )
-    if status >= 500 or status in (408, 409):
-        raise PsaTransientError(f"{where}: {message}", retry_after_seconds(response), failed=failed)
-    if status in (401, 403):
-        squashed = message.lower().replace(" ", "")
-        blamed = "integration_code" if "integrationcode" in squashed else "credentials"
-        raise PsaAuthError(f"{where}: {message}", failed=failed or blamed)
-    if status == 404:
-        raise PsaNotFound(f"{where}: {message}", failed=failed)
-    if 300 <= status < 400:
-        raise PsaRejected(f"{where}: redirects are not followed", failed=failed)
-    raise PsaRejected(f"{where}: {message}", failed=failed)
+    return read_answer(
+        "Autotask", method, path, response, _error_message, failed=failed, blame_auth=_blame_auth
+    )
+
+
+def _blame_auth(message: str) -> str:
+    squashed = message.lower().replace(" ", "")
+    return "integration_code" if "integrationcode" in squashed else "credentials"
 
 
 def _json(response: requests.Response) -> Any:

@@ -13,12 +13,10 @@ from typing import Any
 
 import requests
 
-from writeback.adapters.psa.http import HttpClient, retry_after_seconds
+from writeback.adapters.psa.http import HttpClient, read_answer
 from writeback.domain.errors import (
-    PsaAuthError,
     PsaNotFound,
     PsaRejected,
-    PsaTransientError,
 )
 from writeback.domain.model import Board, BoardStatus, NoteType, PostedNote, Ticket
 
@@ -190,23 +188,14 @@ def _id(ticket_id: str) -> int:
 
 
 def _parse(method: str, path: str, response: requests.Response) -> Any:
-    status = response.status_code
-    if 200 <= status < 300:
-        return response.json() if response.content else None
-    message = _error_message(response)
-    where = f"ConnectWise {method} {path} answered {status}"
-    if status == 429:
-        raise PsaTransientError(f"{where} (rate limited): {message}", retry_after_seconds(response))
-    if status >= 500 or status in (408, 409):  # 409: record in use; worth another try
-        raise PsaTransientError(f"{where}: {message}", retry_after_seconds(response))
-    if status in (401, 403):
-        failed = "client_id" if "clientid" in message.lower() else "credentials"
-        raise PsaAuthError(f"{where}: {message}", failed=failed)
-    if status == 404:
-        raise PsaNotFound(f"{where}: {message}")
-    if 300 <= status < 400:
-        raise PsaRejected(f"{where}: redirects are not followed")
-    raise PsaRejected(f"{where}: {message}")
+    return read_answer(
+        "ConnectWise",
+        method,
+        path,
+        response,
+        _error_message,
+        blame_auth=lambda message: "client_id" if "clientid" in message.lower() else "credentials",
+    )
 
 
 def _error_message(response: requests.Response) -> str:

@@ -40,7 +40,7 @@ from typing import Any
 
 import requests
 
-from writeback.adapters.psa.http import HttpClient, retry_after_seconds
+from writeback.adapters.psa.http import HttpClient, read_answer, retry_after_seconds
 from writeback.domain.errors import (
     PsaAuthError,
     PsaNotFound,
@@ -381,29 +381,7 @@ def _parse_token(response: requests.Response, *, tenant_given: bool) -> tuple[st
 
 
 def _parse(method: str, path: str, response: requests.Response) -> Any:
-    status = response.status_code
-    if 200 <= status < 300:
-        if not response.content:
-            return None
-        body = _json(response)
-        if body is None:
-            raise PsaTransientError(
-                f"Halo {method} {path} answered {status} with a body that is not JSON"
-            )
-        return body
-    message = _error_message(response)
-    where = f"Halo {method} {path} answered {status}"
-    if status == 429:
-        raise PsaTransientError(f"{where} (rate limited): {message}", retry_after_seconds(response))
-    if status >= 500 or status in (408, 409):
-        raise PsaTransientError(f"{where}: {message}", retry_after_seconds(response))
-    if status in (401, 403):
-        raise PsaAuthError(f"{where}: {message}", failed="credentials")
-    if status == 404:
-        raise PsaNotFound(f"{where}: {message}")
-    if 300 <= status < 400:
-        raise PsaRejected(f"{where}: redirects are not followed")
-    raise PsaRejected(f"{where}: {message}")
+    return read_answer("Halo", method, path, response, _error_message)
 
 
 def _json(response: requests.Response) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from writeback.domain.errors import PsaTransientError
+from writeback.domain.errors import PsaAuthError, PsaNotFound, PsaRejected, PsaTransientError
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +78,44 @@ def retry_after_seconds(response: requests.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def read_answer(
+    vendor: str,
+    method: str,
+    path: str,
+    response: requests.Response,
+    error_message: Callable[[requests.Response], str],
+    *,
+    failed: str | None = None,
+    blame_auth: Callable[[str], str] = lambda message: "credentials",
+) -> Any:
+    """The JSON of a 2xx answer, or the domain error for any other, the same for every vendor:
+    429, 408, 409 and 5xx are transient (Retry-After kept), 401/403 blame what `blame_auth`
+    reads in the message, 404 is not found, redirects and other 4xx are rejected. A 2xx that is
+    not JSON is transient too: the retry finds a stored note by its marker instead of guessing."""
+    status = response.status_code
+    where = f"{vendor} {method} {path} answered {status}"
+    if 200 <= status < 300:
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise PsaTransientError(
+                f"{where} with a body that is not JSON", failed=failed
+            ) from None
+    message = error_message(response)
+    if status == 429:
+        raise PsaTransientError(
+            f"{where} (rate limited): {message}", retry_after_seconds(response), failed=failed
+        )
+    if status >= 500 or status in (408, 409):  # 409: record in use; worth another try
+        raise PsaTransientError(f"{where}: {message}", retry_after_seconds(response), failed=failed)
+    if status in (401, 403):
+        raise PsaAuthError(f"{where}: {message}", failed=failed or blame_auth(message))
+    if status == 404:
+        raise PsaNotFound(f"{where}: {message}", failed=failed)
+    if 300 <= status < 400:
+        raise PsaRejected(f"{where}: redirects are not followed", failed=failed)
+    raise PsaRejected(f"{where}: {message}", failed=failed)
