@@ -66,6 +66,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def closed_url() -> str:
+    """A loopback URL nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
 def create_database(prefix: str) -> str:
     """A fresh PostgreSQL database, schema made by the real migrations."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"

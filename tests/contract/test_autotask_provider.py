@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
@@ -13,6 +12,7 @@ import requests
 from cryptography.fernet import Fernet
 from flask import Flask
 
+from tests.support import closed_url
 from writeback.adapters.crypto import FernetSealer
 from writeback.adapters.psa.autotask import (
     CREDENTIAL_FIELDS,
@@ -54,14 +54,6 @@ def running() -> Iterator[RunningServer]:
 def server(running: RunningServer) -> RunningServer:
     requests.post(f"{running.url}/__sim/reset", timeout=5).raise_for_status()
     return running
-
-
-def _closed_url() -> str:
-    """A loopback URL nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def _provider(
@@ -400,7 +392,7 @@ def test_a_connection_check_rediscovers_and_passes(server: RunningServer) -> Non
 
 def test_a_connection_check_blames_an_unreachable_host_on_the_site_url() -> None:
     with pytest.raises(PsaError) as caught:
-        _provider(_closed_url()).check_connection()
+        _provider(closed_url()).check_connection()
     assert caught.value.failed == "site_url"
 
 
@@ -416,7 +408,7 @@ def test_a_connection_check_blames_a_site_that_is_not_autotask_on_the_site_url()
 
 def test_an_unreachable_zone_is_blamed_on_the_zone(server: RunningServer) -> None:
     cache = AutotaskCache()
-    cache.put_zone((server.url, at_sim.USERNAME.casefold()), f"{_closed_url()}/atservicesrest")
+    cache.put_zone((server.url, at_sim.USERNAME.casefold()), f"{closed_url()}/atservicesrest")
 
     with pytest.raises(PsaTransientError) as caught:
         _provider(server.url, cache=cache).get_ticket(_ticket(server))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +11,7 @@ import requests
 from cryptography.fernet import Fernet
 from flask import Flask
 
+from tests.support import closed_url
 from writeback.adapters.crypto import FernetSealer
 from writeback.adapters.psa import halopsa
 from writeback.adapters.psa.budget import DEFAULT_RATES, LocalBucket, RequestBudget
@@ -50,14 +50,6 @@ def running() -> Iterator[RunningServer]:
 def server(running: RunningServer) -> RunningServer:
     requests.post(f"{running.url}/__sim/reset", timeout=5).raise_for_status()
     return running
-
-
-def _closed_url() -> str:
-    """A loopback URL nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def _provider(
@@ -397,7 +389,7 @@ def test_a_connection_check_names_what_failed(
 
 def test_a_connection_check_blames_an_unreachable_host_on_the_site_url() -> None:
     with pytest.raises(PsaError) as caught:
-        _provider(_closed_url()).check_connection()
+        _provider(closed_url()).check_connection()
     assert caught.value.failed == "site_url"
 
 

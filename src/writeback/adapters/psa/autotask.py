@@ -30,6 +30,7 @@ from typing import Any
 
 import requests
 
+from writeback.adapters.psa.boardless import ALL_TICKETS, require_no_board
 from writeback.adapters.psa.http import HttpClient, read_answer
 from writeback.domain.errors import (
     InvalidInput,
@@ -47,7 +48,6 @@ API_VERSION = "V1.0"
 CLOSED_STATUSES = frozenset({5})  # "Complete", Autotask's system closed status
 PICKLIST_TTL = 600.0  # seconds; admins can add statuses and note types at any time
 MAX_MESSAGE = 500
-ALL_TICKETS = Board(id=None, name="All tickets")
 # The picklists this module reads, per entity.
 _PICKLIST_FIELDS = {"Tickets": ("status",), "TicketNotes": ("noteType", "publish")}
 _FAILED_BY_FIELD = {"noteType": "note_type", "publish": "publish"}
@@ -218,8 +218,7 @@ class AutotaskProvider:
         return [ALL_TICKETS]
 
     def list_statuses(self, board_id: int | None) -> list[BoardStatus]:
-        if board_id is not None:
-            raise PsaRejected("Autotask has no boards: its statuses are global")
+        require_no_board("Autotask", board_id)
         return [
             BoardStatus(
                 id=choice.value,

@@ -40,6 +40,7 @@ from typing import Any
 
 import requests
 
+from writeback.adapters.psa.boardless import ALL_TICKETS, require_no_board
 from writeback.adapters.psa.http import HttpClient, read_answer, retry_after_seconds
 from writeback.domain.errors import (
     PsaAuthError,
@@ -58,7 +59,6 @@ STATUS_TTL = 600.0
 PAGE_SIZE = 100
 MAX_PAGES = 50
 MAX_MESSAGE = 500
-ALL_TICKETS = Board(id=None, name="All tickets")
 _DIGITS = re.compile(r"[0-9]+")
 _TAG = re.compile(r"<[^>]*>")
 
@@ -251,8 +251,7 @@ class HaloProvider:
         return [ALL_TICKETS]
 
     def list_statuses(self, board_id: int | None) -> list[BoardStatus]:
-        if board_id is not None:
-            raise PsaRejected("HaloPSA has no boards: its statuses are global")
+        require_no_board("HaloPSA", board_id)
         return [
             BoardStatus(
                 id=s.id,
