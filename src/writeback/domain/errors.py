@@ -3,9 +3,20 @@ type through Celery's serializer and maps to one problem+json answer at the API 
 
 from __future__ import annotations
 
+import enum
+
+
+class Failure(enum.StrEnum):
+    """How a failed step goes on, decided once where the failure is understood."""
+
+    TRANSIENT = "transient"  # nothing was applied: retry with backoff, honouring Retry-After
+    AMBIGUOUS = "ambiguous"  # a write may have been applied: settle, then look before writing
+    PERMANENT = "permanent"  # repeating it unchanged fails again: the job fails at once
+
 
 class DomainError(Exception):
     code = "error"
+    failure = Failure.PERMANENT
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -65,6 +76,7 @@ class LlmUnavailable(DomainError):
     """The model did not answer within its retry budget (429, 529, 5xx, timeouts)."""
 
     code = "llm_unavailable"
+    failure = Failure.TRANSIENT
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -89,12 +101,39 @@ class PsaTransientError(PsaError):
     """Worth retrying: connection failure, timeout, 5xx, 429. `retry_after` in seconds if given."""
 
     code = "psa_unavailable"
+    failure = Failure.TRANSIENT
 
     def __init__(
         self, message: str, retry_after: float | None = None, *, failed: str | None = None
     ) -> None:
         super().__init__(message, failed=failed)
         self.retry_after = retry_after
+
+
+class PsaAmbiguousError(PsaTransientError):
+    """A write was sent and its answer lost (timeout, reset, 5xx after sending): the PSA may
+    have applied it. The pipeline waits the settle time and looks before writing again."""
+
+    failure = Failure.AMBIGUOUS
+
+
+class SiteUrlRefused(PsaError):
+    """The connection's site URL fails the SSRF guard at connect time (DNS changed, policy
+    tightened): no request was sent."""
+
+    code = "site_url_refused"
+
+
+class CredentialsUnreadable(PsaError):
+    """No configured key opens the connection's sealed credentials (a key was dropped)."""
+
+    code = "credentials_unreadable"
+
+
+class ConnectionGone(PsaError):
+    """The session's PSA connection was deleted or deactivated."""
+
+    code = "connection_gone"
 
 
 class PsaAuthError(PsaError):
@@ -123,3 +162,21 @@ class StatusNotApplied(PsaError):
     """The PSA answered the status change but a fresh read shows another status."""
 
     code = "status_verification_failed"
+
+
+class SessionGone(DomainError):
+    """The job's session no longer exists."""
+
+    code = "session_gone"
+
+
+class BudgetWait(DomainError):
+    """The tenant's request budget has no token now: not a failure and not an attempt. The job
+    is scheduled for `wait` seconds from now, when a request fits; nothing was sent."""
+
+    code = "budget_wait"
+    failure = Failure.TRANSIENT
+
+    def __init__(self, message: str, wait: float) -> None:
+        super().__init__(message)
+        self.wait = wait

@@ -12,8 +12,15 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
-from writeback.domain.errors import PsaAuthError, PsaNotFound, PsaRejected, PsaTransientError
+from writeback.domain.errors import (
+    PsaAmbiguousError,
+    PsaAuthError,
+    PsaNotFound,
+    PsaRejected,
+    PsaTransientError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +57,29 @@ class HttpClient:
             return self._session().request(
                 method, url, timeout=self.timeout, allow_redirects=False, **kwargs
             )
-        except requests.Timeout:
-            raise PsaTransientError(
-                f"{method} {_path(url)} timed out after {self.timeout} s", failed="site_url"
-            ) from None
-        except requests.ConnectionError as exc:
-            raise PsaTransientError(
-                f"{method} {_path(url)} failed: {type(exc).__name__}", failed="site_url"
-            ) from None
+        except requests.RequestException as exc:
+            what = (
+                f"timed out after {self.timeout} s"
+                if isinstance(exc, requests.Timeout)
+                else f"failed: {type(exc).__name__}"
+            )
+            error = failure_class(method, sent=_was_sent(exc))
+            raise error(f"{method} {_path(url)} {what}", failed="site_url") from None
+
+
+def failure_class(method: str, *, sent: bool) -> type[PsaTransientError]:
+    """A lost answer to a write that reached the PSA may hide an applied write (ambiguous);
+    anything not sent, and any read, is simply worth another try (transient). Only POST is not
+    idempotent here: a status PATCH applied twice leaves the same status."""
+    return PsaAmbiguousError if sent and method.upper() == "POST" else PsaTransientError
+
+
+def _was_sent(exc: requests.RequestException) -> bool:
+    """False only when the connection was never made (refused, DNS, connect timeout)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return not isinstance(reason, NewConnectionError)
 
 
 def _path(url: str) -> str:
@@ -102,7 +124,7 @@ def read_answer(
         try:
             return response.json()
         except ValueError:
-            raise PsaTransientError(
+            raise failure_class(method, sent=True)(
                 f"{where} with a body that is not JSON", failed=failed
             ) from None
     message = error_message(response)
@@ -111,7 +133,8 @@ def read_answer(
             f"{where} (rate limited): {message}", retry_after_seconds(response), failed=failed
         )
     if status >= 500 or status in (408, 409):  # 409: record in use; worth another try
-        raise PsaTransientError(f"{where}: {message}", retry_after_seconds(response), failed=failed)
+        error = failure_class(method, sent=status >= 500)  # a 408/409 applied nothing
+        raise error(f"{where}: {message}", retry_after_seconds(response), failed=failed)
     if status in (401, 403):
         raise PsaAuthError(f"{where}: {message}", failed=failed or blame_auth(message))
     if status == 404:
