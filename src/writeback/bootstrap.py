@@ -30,13 +30,16 @@ from writeback.adapters.psa.budget import (
 )
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
-from writeback.adapters.queue import CeleryJobQueue, create_celery_app
+from writeback.adapters.queue import BrokerEpoch, CeleryJobQueue, create_celery_app
 from writeback.config import Settings, load_settings
 from writeback.domain.drafting import Drafting, DraftPolicy
+from writeback.domain.jobs import JobService
+from writeback.domain.lease import LeaseKeeper
 from writeback.domain.model import utcnow
 from writeback.domain.pipeline import WritebackPipeline
 from writeback.domain.ports import Drafter, UnitOfWorkFactory
 from writeback.domain.redaction import Redactor
+from writeback.domain.scheduler import Scheduler
 from writeback.domain.status_targets import StatusCatalog
 
 
@@ -54,22 +57,15 @@ class Container:
     queue: CeleryJobQueue
     drafting: Drafting
     metrics: WorkerMetrics
-    statuses: StatusCatalog
+    pipeline: WritebackPipeline
+    scheduler: Scheduler
+    jobs: JobService
+    # Job reads for polling: the autocommit engine, no transaction.
+    job_reads: JobService
 
     def close(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
-
-    def pipeline(self) -> WritebackPipeline:
-        return WritebackPipeline(
-            uow=self.uow,
-            registry=self.registry,
-            drafting=self.drafting,
-            statuses=self.statuses,
-            policy=self.settings.retry,
-            clock=utcnow,
-            sleep=time.sleep,
-        )
 
 
 def build(settings: Settings | None = None, *, celery_app: Celery | None = None) -> Container:
@@ -92,24 +88,54 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         allow_private_hosts=settings.allow_private_psa_hosts,
     )
     celery = celery_app or create_celery_app(settings)
+    uow = partial(SqlAlchemyUnitOfWork, session_factory(engine))
+    read_uow = partial(SqlAlchemyUnitOfWork, session_factory(read_engine))
+    queue = CeleryJobQueue(celery, _broker_epoch(settings))
+    policy = settings.retry
+    drafting = Drafting(
+        drafter=_drafter(settings),
+        redactor=Redactor(settings.redact_patterns),
+        policy=DraftPolicy(settings.draft_max_chars, settings.draft_link_hosts),
+    )
+    pipeline = WritebackPipeline(
+        uow=uow,
+        queue=queue,
+        registry=registry,
+        drafting=drafting,
+        statuses=StatusCatalog(utcnow),
+        policy=policy,
+        leases=LeaseKeeper(uow=uow, clock=utcnow, lease=policy.step_lease),
+        clock=utcnow,
+        sleep=time.sleep,
+    )
+
+    def jobs(on: UnitOfWorkFactory) -> JobService:
+        return JobService(uow=on, queue=queue, drafting=drafting, policy=policy, clock=utcnow)
+
     return Container(
         settings=settings,
         engine=engine,
         read_engine=read_engine,
-        uow=partial(SqlAlchemyUnitOfWork, session_factory(engine)),
-        read_uow=partial(SqlAlchemyUnitOfWork, session_factory(read_engine)),
+        uow=uow,
+        read_uow=read_uow,
         sealer=sealer,
         registry=registry,
         celery=celery,
-        queue=CeleryJobQueue(celery),
-        drafting=Drafting(
-            drafter=_drafter(settings),
-            redactor=Redactor(settings.redact_patterns),
-            policy=DraftPolicy(settings.draft_max_chars, settings.draft_link_hosts),
-        ),
+        queue=queue,
+        drafting=drafting,
         metrics=WorkerMetrics(),
-        statuses=StatusCatalog(utcnow),
+        pipeline=pipeline,
+        scheduler=Scheduler(uow=uow, queue=queue, policy=policy, clock=utcnow),
+        jobs=jobs(uow),
+        job_reads=jobs(read_uow),
     )
+
+
+def _broker_epoch(settings: Settings) -> BrokerEpoch | None:
+    """Only a Redis broker loses its messages when it restarts (it keeps nothing on disk)."""
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        return BrokerEpoch(redis.Redis.from_url(settings.broker_url))
+    return None
 
 
 def _budget(settings: Settings) -> RequestBudget:

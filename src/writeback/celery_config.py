@@ -33,9 +33,12 @@ def build(settings: Settings) -> dict[str, Any]:
         "worker_concurrency": settings.worker_concurrency,
         "task_default_queue": settings.queue_name,
         "beat_schedule": {
-            "sweep-lost-jobs": {
+            "sweep": {
                 "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval,
+                # A tick nobody ran in time is replaced by the next one: ticks never pile up
+                # behind a stopped worker.
+                "options": {"expires": settings.sweep_interval},
             }
         },
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from writeback.domain.errors import ConfigurationRefused
 from writeback.domain.retry import RetryPolicy
 
 # Redis redelivers any message not acked within this many seconds; every delay we hand to the
@@ -101,7 +102,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_attempts=_int(env, "WRITEBACK_RETRY_MAX_ATTEMPTS", RetryPolicy.max_attempts),
         backoff_base=_float(env, "WRITEBACK_RETRY_BACKOFF", RetryPolicy.backoff_base),
         backoff_max=_float(env, "WRITEBACK_RETRY_BACKOFF_MAX", RetryPolicy.backoff_max),
-        max_countdown=_float(env, "WRITEBACK_MAX_COUNTDOWN", RetryPolicy.max_countdown),
         verify_attempts=_int(env, "WRITEBACK_VERIFY_ATTEMPTS", RetryPolicy.verify_attempts),
         verify_backoff_base=_float(
             env, "WRITEBACK_VERIFY_BACKOFF", RetryPolicy.verify_backoff_base
@@ -113,7 +113,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         post_settle=_float(
             env, "WRITEBACK_POST_SETTLE", 2 * _float(env, "WRITEBACK_PSA_TIMEOUT", 30.0)
         ),
-        enqueue_grace=_float(env, "WRITEBACK_ENQUEUE_GRACE", RetryPolicy.enqueue_grace),
+        tenant_slots=_int(env, "WRITEBACK_TENANT_SLOTS", RetryPolicy.tenant_slots),
+        pickup_timeout=_float(env, "WRITEBACK_PICKUP_TIMEOUT", RetryPolicy.pickup_timeout),
         max_redeliveries=_int(env, "WRITEBACK_MAX_REDELIVERIES", RetryPolicy.max_redeliveries),
     )
     settings = Settings(
@@ -146,7 +147,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_port=_int(env, "WRITEBACK_METRICS_PORT", 0) or None,
         worker_pool=env.get("WRITEBACK_WORKER_POOL") or "threads",
         worker_concurrency=_int(env, "WRITEBACK_WORKER_CONCURRENCY", 16),
-        sweep_interval=_float(env, "WRITEBACK_SWEEP_INTERVAL", 30.0),
+        sweep_interval=_float(env, "WRITEBACK_SWEEP_INTERVAL", 1.0),
         retry=retry,
     )
     _check(settings)
@@ -155,13 +156,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 def _check(settings: Settings) -> None:
     retry = settings.retry
-    # Half the visibility timeout leaves room for the step's own run time after the countdown.
-    if retry.max_countdown + retry.step_lease >= settings.visibility_timeout:
-        raise ConfigError(
-            "WRITEBACK_MAX_COUNTDOWN plus WRITEBACK_STEP_LEASE must stay under the broker "
-            f"visibility timeout ({settings.visibility_timeout} s)"
-        )
+    try:
+        retry.check(psa_timeout=settings.psa_timeout, sweep_interval=settings.sweep_interval)
+    except ConfigurationRefused as exc:
+        raise ConfigError(str(exc)) from None
     if settings.log_format not in ("text", "json"):
         raise ConfigError("WRITEBACK_LOG_FORMAT must be text or json")
-    if retry.max_attempts < 1 or retry.verify_attempts < 1:
-        raise ConfigError("retry attempt counts must be at least 1")

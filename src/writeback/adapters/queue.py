@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from celery import Celery, chain
+import uuid
+
+import redis
+from celery import Celery
 
 from writeback import celery_config
 from writeback.config import Settings
-from writeback.domain.model import Step, steps_from
+from writeback.domain.model import Step
 
 TASK_PREFIX = "writeback."
+EPOCH_KEY = "writeback:broker-epoch"
 
 
 def task_name(step: Step) -> str:
@@ -21,16 +25,37 @@ def create_celery_app(settings: Settings, *, include: tuple[str, ...] = ()) -> C
     return app
 
 
+class BrokerEpoch:
+    """Which life of a Redis broker we are in. Redis here keeps nothing on disk: a restart
+    loses every queued message, and the random epoch key with them. A message id carries the
+    epoch it was sent in, so a message sent in an earlier epoch is provably gone."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def current(self) -> str:
+        self._client.set(EPOCH_KEY, uuid.uuid4().hex[:12], nx=True)
+        value = self._client.get(EPOCH_KEY)
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class CeleryJobQueue:
-    """Enqueues the rest of a job's pipeline as one chain; every message carries only the job id."""
+    """One message per job step, sent by task name with the job id as its only argument, under
+    the message id the job row records (the Celery task id)."""
 
-    def __init__(self, app: Celery) -> None:
-        self._app = app
+    DURABLE = "durable"  # brokers that keep their messages across restarts
 
-    def enqueue(self, job_id: str, from_step: Step) -> None:
-        links = [
-            self._app.signature(task_name(step), args=(job_id,), immutable=True)
-            for step in steps_from(from_step)
-        ]
-        if links:
-            chain(*links).apply_async()
+    def __init__(self, app: Celery, epoch: BrokerEpoch | None = None) -> None:
+        self._app, self._epoch = app, epoch
+
+    def _current(self) -> str:
+        return self._epoch.current() if self._epoch else self.DURABLE
+
+    def new_message_id(self) -> str:
+        return f"{self._current()}.{uuid.uuid4()}"
+
+    def enqueue(self, job_id: str, step: Step, message_id: str) -> None:
+        self._app.send_task(task_name(step), args=(job_id,), task_id=message_id)
+
+    def lost(self, message_id: str) -> bool:
+        return message_id.split(".", 1)[0] != self._current()

@@ -4,7 +4,6 @@ from flask import Blueprint, request
 
 from writeback.api.context import authenticate_request, container, principal
 from writeback.api.schemas import JobListQuery, encode_cursor, event_out, job_out
-from writeback.domain import services
 from writeback.domain.model import JobFilter, utcnow
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
@@ -25,9 +24,7 @@ def index() -> dict[str, object]:
         kinds=tuple(query.kind),
         created_before=utcnow() - query.older_than if query.older_than else None,
     )
-    page, next_cursor = services.list_jobs(
-        principal(), where, query.cursor, query.limit, uow=container().read_uow
-    )
+    page, next_cursor = container().job_reads.list(principal(), where, query.cursor, query.limit)
     return {
         "items": [job_out(job) for job in page],
         "next_cursor": encode_cursor(next_cursor) if next_cursor else None,
@@ -36,25 +33,17 @@ def index() -> dict[str, object]:
 
 @bp.get("/<job_id>")
 def show(job_id: str) -> dict[str, object]:
-    return job_out(services.get_job(principal(), job_id, uow=container().read_uow))
+    return job_out(container().job_reads.get(principal(), job_id))
 
 
 @bp.get("/<job_id>/events")
 def events(job_id: str) -> dict[str, object]:
-    found = services.job_events(principal(), job_id, uow=container().read_uow)
+    found = container().job_reads.events(principal(), job_id)
     return {"job_id": job_id, "events": [event_out(e) for e in found]}
 
 
 @bp.post("/<job_id>/retry")
 def retry(job_id: str) -> tuple[dict[str, object], int]:
     """Re-run a failed job from the step where it stopped."""
-    c = container()
-    job = services.retry_job(
-        job_id,
-        account_id=principal().account_id,
-        uow=c.uow,
-        queue=c.queue,
-        clock=utcnow,
-        enqueue_grace=c.settings.retry.enqueue_grace,
-    )
+    job = container().jobs.retry(job_id, principal().account_id)
     return {"job_id": job.id, "status_url": f"/api/v1/jobs/{job.id}"}, 202

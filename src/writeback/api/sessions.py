@@ -51,16 +51,9 @@ def update(session_id: int) -> dict[str, object]:
 
 @bp.post('/<int:session_id>/<any("resolution-note", "escalation-package"):document>/post')
 def post_writeback(session_id: int, document: str) -> tuple[dict[str, object], int, dict[str, str]]:
-    data, c = body(WritebackIn), container()
-    job = services.request_writeback(
-        principal(),
-        session_id,
-        WRITEBACK_ROUTES[document],
-        data.markdown,
-        uow=c.uow,
-        queue=c.queue,
-        clock=utcnow,
-        enqueue_grace=c.settings.retry.enqueue_grace,
+    data = body(WritebackIn)
+    job = container().jobs.request_writeback(
+        principal(), session_id, WRITEBACK_ROUTES[document], data.markdown
     )
     status_url = f"/api/v1/jobs/{job.id}"
     return {"job_id": job.id, "status_url": status_url}, 202, {"Location": status_url}
@@ -69,8 +62,7 @@ def post_writeback(session_id: int, document: str) -> tuple[dict[str, object], i
 @bp.post('/<int:session_id>/<any("resolution-note", "escalation-package"):document>/preview')
 def preview(session_id: int, document: str) -> dict[str, object]:
     kind = WRITEBACK_ROUTES[document]
-    c = container()
-    draft, cached = services.preview(principal(), session_id, kind, uow=c.uow, drafting=c.drafting)
+    draft, cached = container().jobs.preview(principal(), session_id, kind)
     return {
         "kind": str(kind),
         "markdown": draft.markdown,

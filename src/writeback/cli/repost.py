@@ -71,7 +71,8 @@ def repost_stuck(
     dry_run: bool,
 ) -> None:
     """Re-post stuck jobs: failed ones resume where they stopped (a posted note is never posted
-    again), overdue in-flight ones are re-enqueued. Safe to run twice or beside busy workers."""
+    again) and join their tenant's queue; jobs still in flight are the scheduler's. Safe to run
+    twice or beside busy workers."""
     container = bootstrap.build()
     where = JobFilter(
         account_id=account_id,
@@ -98,15 +99,7 @@ def repost_stuck(
         jobs, length=total, label="re-posting", file=click.get_text_stream("stderr")
     ) as bar:
         for job in bar:
-            report.add(
-                repost_one(
-                    job,
-                    uow=container.uow,
-                    queue=container.queue,
-                    policy=container.settings.retry,
-                    clock=utcnow,
-                )
-            )
+            report.add(repost_one(job, jobs=container.jobs))
     click.echo(json.dumps({str(result): report.counts[result] for result in Result}))
     if report.counts[Result.ERROR]:
         raise SystemExit(1)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from writeback.domain.errors import DraftRejected
+from writeback.domain.errors import DraftRejected, InvalidInput
 from writeback.domain.model import AiSession, Draft, JobKind, PromptInput
-from writeback.domain.ports import Drafter, UnitOfWork
+from writeback.domain.ports import Drafter
 from writeback.domain.redaction import Redactor
 
 ESCALATION_HEADINGS = (
@@ -56,13 +56,22 @@ def fingerprint(*parts: Any) -> str:
 # The sections drafters return; rendering is ours, so headings and order are guaranteed.
 
 
+# A line of quoted text that markdown would read as a heading: ATX (`## x`) or a setext underline.
+_HEADING_LINE = re.compile(r"^(\s{0,3})(#|=+\s*$|-+\s*$)", re.MULTILINE)
+
+
+def _text(text: str) -> str:
+    """Session text placed under our headings: it can never forge a heading of its own."""
+    return _HEADING_LINE.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", text.strip())
+
+
 def _bullets(items: Sequence[str], empty: str) -> str:
-    lines = [f"- {' '.join(item.split())}" for item in items if item.strip()]
+    lines = [f"- {_text(' '.join(item.split()))}" for item in items if item.strip()]
     return "\n".join(lines) if lines else f"- {empty}"
 
 
 def render_resolution(issue: str, resolution: str, customer_steps: Sequence[str]) -> str:
-    parts = [f"## Issue\n{issue.strip()}", f"## Resolution\n{resolution.strip()}"]
+    parts = [f"## Issue\n{_text(issue)}", f"## Resolution\n{_text(resolution)}"]
     if any(step.strip() for step in customer_steps):
         parts.append("## If it happens again\n" + _bullets(customer_steps, ""))
     return "\n\n".join(parts)
@@ -76,10 +85,10 @@ def render_escalation(
     next_steps: Sequence[str],
 ) -> str:
     bodies = (
-        problem.strip() or "Not stated.",
+        _text(problem) or "Not stated.",
         _bullets(confirmed, "Nothing confirmed yet."),
         _bullets(tried, "Nothing tried yet."),
-        hypothesis.strip() or "No working hypothesis yet.",
+        _text(hypothesis) or "No working hypothesis yet.",
         _bullets(next_steps, "Continue diagnosis from the session transcript."),
     )
     return "\n\n".join(f"## {h}\n{b}" for h, b in zip(ESCALATION_HEADINGS, bodies, strict=True))
@@ -123,26 +132,48 @@ def violations(markdown: str, prompt: PromptInput, policy: DraftPolicy) -> list[
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """What a drafter would be sent for one session state, and the cache key of its draft."""
+
+    prompt: PromptInput
+    key: str
+
+
+@dataclass(frozen=True)
 class Drafting:
-    """Draft (or reuse a cached draft of) one document for a session state."""
+    """Draft one document for a session state, or check the technician's own. The caller owns
+    the transaction: the cache is read and written through the unit of work it passes."""
 
     drafter: Drafter
     redactor: Redactor
     policy: DraftPolicy
 
-    def draft(self, tx: UnitOfWork, kind: JobKind, session: AiSession) -> tuple[Draft, bool]:
+    def prepare(self, kind: JobKind, session: AiSession) -> Prepared:
         prompt = prompt_input(kind, session, self.redactor)
-        key = fingerprint(session.account_id, self.drafter.fingerprint(prompt))
-        cached = tx.drafts.get(key)
-        if cached is not None:
-            return cached, True
-        draft = self.drafter.draft(prompt)
-        problems = violations(draft.markdown, prompt, self.policy)
+        return Prepared(prompt, fingerprint(session.account_id, self.drafter.fingerprint(prompt)))
+
+    def fresh(self, prepared: Prepared) -> Draft:
+        """A new draft from the drafter, refused (never trimmed) when it breaks the policy."""
+        draft = self.drafter.draft(prepared.prompt)
+        problems = violations(draft.markdown, prepared.prompt, self.policy)
         if problems:
             raise DraftRejected(
-                f"The {kind} draft was refused: it contains " + "; ".join(problems) + ".",
+                f"The {prepared.prompt.kind} draft was refused: it contains "
+                + "; ".join(problems)
+                + ".",
                 "draft_invalid",
             )
-        tx.drafts.put(key, session.account_id, draft)
-        tx.commit()
-        return draft, False
+        return draft
+
+    def check_technician(self, kind: JobKind, session: AiSession, markdown: str) -> None:
+        """Markdown a technician wrote goes to the customer too: the same policy applies, and
+        a secret typed into it is caught by the same redaction that guards the model."""
+        prompt = self.prepare(kind, session).prompt
+        own = self.redactor.redact(markdown).secrets
+        problems = [p for p in violations(markdown, prompt, self.policy) if "sections" not in p]
+        if own:
+            problems.append("a secret (a password, key or token)")
+        if problems:
+            raise InvalidInput(
+                "markdown", "The markdown was refused: it contains " + "; ".join(problems) + "."
+            )

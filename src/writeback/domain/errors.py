@@ -42,12 +42,15 @@ class InvalidInput(DomainError):
 
 
 class Conflict(DomainError):
+    """`job_id`: the job the caller should look at (or retry) instead."""
+
     code = "conflict"
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, job_id: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.job_id = job_id
 
 
 class AlreadyClosed(Conflict):
@@ -59,9 +62,10 @@ class JobInFlight(Conflict):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(
-            f"A writeback job for this session is still in flight ({job_id}).", "job_in_flight"
+            f"A writeback job for this session is still in flight ({job_id}).",
+            "job_in_flight",
+            job_id,
         )
-        self.job_id = job_id
 
 
 class DraftRejected(DomainError):
@@ -180,3 +184,7 @@ class BudgetWait(DomainError):
     def __init__(self, message: str, wait: float) -> None:
         super().__init__(message)
         self.wait = wait
+
+
+class ConfigurationRefused(ValueError):
+    """Settings under which the service could break its promises; start-up stops."""

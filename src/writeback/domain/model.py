@@ -5,8 +5,10 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from writeback.domain.errors import AlreadyClosed, Conflict, JobInFlight
 
 
 def utcnow() -> datetime:
@@ -26,7 +28,11 @@ class JobState(enum.StrEnum):
     FAILED = "failed"
 
 
+# The one list of job states that still move; the API, the CLI, metrics, the repository and the
+# partial indexes of the schema all derive from it.
 IN_FLIGHT_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.RETRYING)
+WAITING_STATES = (JobState.QUEUED, JobState.RETRYING)  # not running: in the broker or held
+FINAL_STATES = (JobState.SUCCEEDED, JobState.FAILED)
 
 
 class Step(enum.StrEnum):
@@ -220,31 +226,58 @@ class AiSession:
     def has_ticket(self) -> bool:
         return self.psa_connection_id is not None and self.psa_ticket_id is not None
 
-    def close(self, kind: JobKind, markdown: str, now: datetime) -> None:
-        """Record the posted document and flip the status (the end of a writeback)."""
-        self.status = SESSION_STATUS_BY_KIND[kind]
-        if kind is JobKind.RESOLVE:
-            self.resolution_note_markdown = markdown
-            self.resolved_at = now
-        else:
-            self.escalation_package_markdown = markdown
-            self.escalated_at = now
-        self.state_version += 1
-        self.updated_at = now
+
+def tenant_of(session: AiSession) -> str:
+    """Whose budget and admission slots a job uses: its PSA connection, or its account for
+    a session with no ticket (no PSA involved)."""
+    if session.has_ticket:
+        return f"psa:{session.psa_connection_id}"
+    return f"local:{session.account_id}"
+
+
+def closed_conflict(blocking: WritebackJob) -> Conflict:
+    """Why a new writeback cannot start while `blocking` exists, naming it."""
+    if blocking.in_flight:
+        return JobInFlight(blocking.id)
+    closed_as = SESSION_STATUS_BY_KIND[blocking.kind]
+    if blocking.state is JobState.SUCCEEDED:
+        return AlreadyClosed(
+            f"Session {blocking.session_id} is already {closed_as}.",
+            f"already_{closed_as}",
+            blocking.id,
+        )
+    return Conflict(
+        f"Job {blocking.id} failed after it may have posted its note to the ticket; retry that "
+        f"job (POST /api/v1/jobs/{blocking.id}/retry) instead of posting a second note.",
+        "retry_failed_job",
+        blocking.id,
+    )
+
+
+class TransitionRefused(Exception):
+    """A transition the job's current state does not allow (a stale or duplicate message)."""
 
 
 @dataclass
 class WritebackJob:
+    """One writeback, and the only place its life is decided.
+
+    Every change is a method below; each bumps `version`, and the repository writes the change
+    with `WHERE version = <the version it was loaded at>`, so two writers can never both win.
+    At most one broker message is outstanding per job (`message_id`); a job with none is held
+    in the database (waiting for admission or for `due_at`) and released by the scheduler.
+    """
+
     account_id: int
     session_id: int
-    kind: str
+    kind: JobKind
+    tenant: str
     created_at: datetime
     updated_at: datetime
-    due_at: datetime | None
     markdown: str | None = None
-    state: str = JobState.QUEUED
-    step: str = Step.DRAFT
-    attempts: int = 0
+    state: JobState = JobState.QUEUED
+    step: Step = Step.DRAFT
+    attempts: int = 0  # failed attempts of the current step (PSA, network or model answers)
     outcome: str | None = None
     external_id: str | None = None
     target_status_id: int | None = None
@@ -253,11 +286,15 @@ class WritebackJob:
     status_transition_skipped_reason: str | None = None
     error_code: str | None = None
     error_message: str | None = None
-    post_started_at: datetime | None = None
-    delivery_id: str | None = None
-    redeliveries: int = 0
+    post_started_at: datetime | None = None  # intent: a note may exist from here on
+    message_id: str | None = None  # the one outstanding broker message, if any
+    lease_until: datetime | None = None  # a running step's lease, renewed by its heartbeat
+    due_at: datetime | None = None  # a held job may be released from then on
+    redeliveries: int = 0  # deliveries recovered after a worker or the broker lost them
+    version: int = 0
     finished_at: datetime | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    loaded_version: int = field(default=0, repr=False, compare=False)
 
     @property
     def note_marker(self) -> str:
@@ -269,6 +306,107 @@ class WritebackJob:
         if self.error_code is None:
             return None
         return {"code": self.error_code, "message": self.error_message or ""}
+
+    @property
+    def in_flight(self) -> bool:
+        return self.state in IN_FLIGHT_STATES
+
+    @property
+    def held(self) -> bool:
+        """Waiting in the database: no message outstanding, nobody running it."""
+        return self.state in WAITING_STATES and self.message_id is None
+
+    def _touch(self, now: datetime) -> None:
+        self.version += 1
+        self.updated_at = now
+
+    def _require(self, allowed: bool, what: str) -> None:
+        if not allowed:
+            raise TransitionRefused(f"job {self.id} is {self.state} at {self.step}: cannot {what}")
+
+    def admit(self, message_id: str, now: datetime) -> None:
+        """Hand a held job to the broker under `message_id`."""
+        self._require(self.held, "admit")
+        self.message_id, self.due_at = message_id, None
+        self._touch(now)
+
+    def claim(self, message_id: str, lease: float, now: datetime) -> None:
+        """A worker picked up the outstanding message: the pick-up acknowledges it."""
+        self._require(self.state in WAITING_STATES and self.message_id == message_id, "claim")
+        self.state, self.lease_until = JobState.RUNNING, now + timedelta(seconds=lease)
+        if self.step is Step.POST_NOTE and self.post_started_at is None:
+            self.post_started_at = now  # from here on a note may exist: look before posting
+        self._touch(now)
+
+    def _require_owner(self, message_id: str, what: str) -> None:
+        self._require(self.state is JobState.RUNNING and self.message_id == message_id, what)
+
+    def advance(self, owner: str, next_step: Step, message_id: str, now: datetime) -> None:
+        """The step is done; the next one goes to the broker at once (the job keeps its slot)."""
+        self._require_owner(owner, "advance")
+        self.step, self.state, self.attempts = next_step, JobState.QUEUED, 0
+        self.message_id, self.lease_until, self.due_at = message_id, None, None
+        self.error_code = self.error_message = None
+        self._touch(now)
+
+    def schedule(
+        self, owner: str, delay: float, now: datetime, *, error: tuple[str, str] | None
+    ) -> None:
+        """Run this step again in `delay` seconds, held in the database until then. `error`
+        (code, message) is a failed attempt; None is a wait that is no attempt (the budget)."""
+        self._require_owner(owner, "schedule a retry")
+        self.state, self.message_id, self.lease_until = JobState.RETRYING, None, None
+        self.due_at = now + timedelta(seconds=delay)
+        if error is not None:
+            self.attempts += 1
+            self.error_code, self.error_message = error
+        self._touch(now)
+
+    def fail(self, owner: str | None, code: str, message: str, now: datetime) -> None:
+        """End failed. `owner` None: decided from outside a step (the sweeper)."""
+        if owner is None:
+            self._require(self.in_flight, "fail")
+        else:
+            self._require_owner(owner, "fail")
+        self.state, self.error_code, self.error_message = JobState.FAILED, code, message
+        self.message_id = self.lease_until = self.due_at = None
+        self.finished_at = now
+        self._touch(now)
+
+    def succeed(self, owner: str, outcome: str, now: datetime) -> None:
+        self._require_owner(owner, "succeed")
+        self.state, self.step, self.outcome = JobState.SUCCEEDED, Step.DONE, outcome
+        self.error_code = self.error_message = None
+        self.message_id = self.lease_until = self.due_at = None
+        self.finished_at = now
+        self._touch(now)
+
+    def recover(self, message_id: str, now: datetime, *, counted: bool = True) -> None:
+        """Its delivery was lost (the worker's lease ran out, or the broker lost the message):
+        the same step goes to the broker again under a new message id. `counted`: the loss is
+        proven, and counts towards delivery_lost."""
+        self._require(self.in_flight, "recover")
+        self.state = JobState.QUEUED if self.state is JobState.RUNNING else self.state
+        self.message_id, self.lease_until, self.due_at = message_id, None, None
+        self.redeliveries += counted
+        self._touch(now)
+
+    def release(self, message_id: str, now: datetime) -> None:
+        """Sending `message_id` failed (broker down): hold the job for the scheduler again."""
+        self._require(self.state in WAITING_STATES and self.message_id == message_id, "release")
+        self.message_id, self.due_at = None, now
+        self._touch(now)
+
+    def requeue(self, now: datetime) -> Step:
+        """Re-run a failed job from where it stopped; a failed verification re-applies the
+        status first. A posted note keeps its id: it is never posted again."""
+        self._require(self.state is JobState.FAILED, "retry")
+        self.step = Step.TRANSITION_STATUS if self.step is Step.VERIFY else self.step
+        self.state, self.attempts, self.redeliveries = JobState.QUEUED, 0, 0
+        self.error_code = self.error_message = self.finished_at = None
+        self.message_id, self.due_at = None, now
+        self._touch(now)
+        return self.step
 
 
 @dataclass(frozen=True)

@@ -1,50 +1,57 @@
-"""The writeback pipeline: one method per step, each safe to run twice.
+"""The writeback pipeline: one handler per step, each safe to run twice.
 
-A step claims the job with a conditional update (the database decides races), does its work,
-and records the result in its own transaction before the next step is released. Transient PSA
-failures become retries bounded by the RetryPolicy; permanent ones fail the job with a code.
+A step runs in two transactions around its I/O. The first loads the job with what the step
+needs and claims it (the pick-up acknowledges the job's one outstanding message). The step then
+talks to the PSA or the model with no transaction open, its lease renewed by a heartbeat. The
+second records the result, moves the job on (`WritebackJob` decides how) and writes the step's
+one audit row. The next step's message is sent only after that commit.
+
+Every failure is classified once, where it is understood (`DomainError.failure`): transient
+failures are retried with backoff, ambiguous ones (a write whose answer was lost) wait the
+settle time and look before writing again, permanent ones fail the job at once. A spent request
+budget is no failure at all: the job is held until a request fits.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from writeback.domain import logcontext
-from writeback.domain.drafting import Drafting
+from writeback.domain.drafting import Drafting, Prepared
 from writeback.domain.errors import (
-    DraftRejected,
-    LlmUnavailable,
-    NotFound,
-    PsaError,
-    PsaTransientError,
+    BudgetWait,
+    ConnectionGone,
+    DomainError,
+    Failure,
+    SessionGone,
     StatusNotApplied,
-    StatusTargetError,
 )
+from writeback.domain.lease import LeaseKeeper
 from writeback.domain.model import (
     NOTE_TYPE_BY_KIND,
+    SESSION_STATUS_BY_KIND,
+    AccountSettings,
     AiSession,
+    Draft,
     JobEvent,
     JobKind,
-    JobState,
     PsaConnection,
+    StatusMapping,
     Step,
+    TransitionRefused,
     WritebackJob,
 )
 from writeback.domain.ports import (
     Clock,
+    JobQueue,
     ProviderRegistry,
     PsaProvider,
     Sleep,
@@ -52,34 +59,50 @@ from writeback.domain.ports import (
     UnitOfWorkFactory,
 )
 from writeback.domain.retry import RetryPolicy
-from writeback.domain.status_targets import StatusCatalog, Target, resolve_target
+from writeback.domain.scheduler import send
+from writeback.domain.status_targets import StatusCatalog, resolve_target
 
 log = logging.getLogger(__name__)
 
 
 class Action(enum.StrEnum):
-    ADVANCE = "advance"  # step done; the next one may run
-    RETRY = "retry"  # run this step again after `countdown` seconds
-    PARKED = "parked"  # wait too long for the broker: the sweeper re-enqueues when due
+    ADVANCE = "advance"  # step done; the next one is in the broker
+    HELD = "held"  # waiting in the database (a retry's backoff or the request budget)
     FAILED = "failed"  # the job ended failed; `message` says why
-    SKIPPED = "skipped"  # not ours to run (done already, or owned by another delivery)
+    SKIPPED = "skipped"  # not ours to run: a stale or duplicate message
     FINISHED = "finished"  # the job succeeded
 
 
 @dataclass(frozen=True)
 class StepResult:
     action: Action
-    countdown: float = 0.0
     message: str = ""
+    tenant: str = ""
 
 
 @dataclass
-class _Context:
-    """What a PSA step needs, loaded in one transaction."""
+class Context:
+    """What a step needs, loaded with its claim in one transaction."""
 
     job: WritebackJob
     session: AiSession
     connection: PsaConnection | None
+    settings: AccountSettings | None = None
+    status_map: list[StatusMapping] = field(default_factory=list)
+    prepared: Prepared | None = None
+    cached_draft: Draft | None = None
+    resuming: bool = False  # post_note: an earlier attempt may have stored the note
+
+
+@dataclass
+class Done:
+    """A step's result: what to record on the job, where it goes next, what to audit."""
+
+    next_step: Step
+    event: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    record: Callable[[WritebackJob], None] = lambda job: None
+    also: Callable[[UnitOfWork], None] = lambda tx: None
 
 
 def note_text(job: WritebackJob) -> str:
@@ -91,21 +114,25 @@ class WritebackPipeline:
         self,
         *,
         uow: UnitOfWorkFactory,
+        queue: JobQueue,
         registry: ProviderRegistry,
         drafting: Drafting,
         statuses: StatusCatalog,
         policy: RetryPolicy,
+        leases: LeaseKeeper,
         clock: Clock,
         sleep: Sleep,
     ) -> None:
         self._uow = uow
+        self._queue = queue
         self._registry = registry
         self._drafting = drafting
         self._statuses = statuses
         self._policy = policy
+        self._leases = leases
         self._clock = clock
         self._sleep = sleep
-        self._handlers: dict[Step, Callable[[str], StepResult]] = {
+        self._handlers: dict[Step, Callable[[Context], Done]] = {
             Step.DRAFT: self._draft,
             Step.POST_NOTE: self._post_note,
             Step.TRANSITION_STATUS: self._transition_status,
@@ -113,128 +140,148 @@ class WritebackPipeline:
             Step.FINALIZE: self._finalize,
         }
 
-    def run_step(self, job_id: str, step: Step, delivery_id: str) -> StepResult:
+    def run_step(self, job_id: str, step: Step, message_id: str) -> StepResult:
         with logcontext.bound(job_id=job_id, step=str(step)):
-            return self._run_step(job_id, step, delivery_id)
-
-    def _run_step(self, job_id: str, step: Step, delivery_id: str) -> StepResult:
-        now = self._clock()
-        with self._uow() as tx:
-            lease_until = now + timedelta(seconds=self._policy.step_lease)
-            if not tx.jobs.claim(job_id, step, delivery_id, now, lease_until):
+            started = self._clock()
+            ctx = self._claim(job_id, step, message_id, started)
+            if ctx is None:
                 return StepResult(Action.SKIPPED)
-            self._event(tx, job_id, step, "step_started", delivery_id=delivery_id)
-            tx.commit()
-        try:
-            return self._handlers[step](job_id)
-        except (PsaTransientError, LlmUnavailable) as exc:
-            wait = exc.retry_after
-            if step is Step.POST_NOTE:  # let a possibly stored note land before we look for it
-                wait = max(wait or 0.0, self._policy.post_settle)
-            return self._retry_later(job_id, step, exc.code, exc.message, wait)
-        except (PsaError, DraftRejected, StatusTargetError) as exc:
-            return self._fail(job_id, step, exc.code, exc.message)
-        except Exception as exc:  # a bug or an outage we cannot classify: bounded retries
-            log.exception("step %s of job %s raised", step, job_id)
-            return self._retry_later(
-                job_id, step, "internal_error", f"{type(exc).__name__} in {step}"
-            )
+            with self._leases.keep(job_id, message_id):
+                timer = time.perf_counter()
+                try:
+                    done: Done | DomainError | Exception = self._handlers[step](ctx)
+                except Exception as exc:  # classified in _record, never lost
+                    done = exc
+                took = round(time.perf_counter() - timer, 3)
+            return self._record(ctx.job, message_id, done, started, took)
 
-    # Steps
+    # The first transaction: load and claim
 
-    def _draft(self, job_id: str) -> StepResult:
+    def _claim(self, job_id: str, step: Step, message_id: str, now: datetime) -> Context | None:
         with self._uow() as tx:
-            ctx = self._load(tx, job_id)
-            if not ctx.job.markdown:
-                # Reuses the preview the technician saw when the session has not changed since.
-                draft, cached = self._drafting.draft(tx, JobKind(ctx.job.kind), ctx.session)
-                ctx.job.markdown = draft.markdown
-                self._event(tx, job_id, Step.DRAFT, "drafted", drafter=draft.drafter, cached=cached)
-            next_step = Step.POST_NOTE if ctx.session.has_ticket else Step.FINALIZE
-            return self._advance(tx, ctx.job, Step.DRAFT, next_step)
-
-    def _post_note(self, job_id: str) -> StepResult:
-        with self._uow() as tx:
-            ctx = self._load(tx, job_id)
-            job, ticket_id = ctx.job, ctx.session.psa_ticket_id
-            if ticket_id is None or job.external_id is not None:
-                return self._advance(tx, job, Step.POST_NOTE, Step.TRANSITION_STATUS)
-            provider = self._provider(ctx)
-            if job.target_status_id is None and job.status_transition_skipped_reason is None:
-                # Decided before anything is posted: a target that cannot exist on the
-                # ticket's board fails the job with no note left behind.
-                target = self._target(tx, ctx, provider, ticket_id)
-                job.target_status_id = target.status_id
-                job.status_transition_skipped_reason = target.skipped_reason
+            job = tx.jobs.get(job_id)
+            if job is None or job.step is not step:
+                return None
             resuming = job.post_started_at is not None
-            if not resuming:
-                # Record the intent first: if we die after the PSA stored the note, the next
-                # attempt knows to look for it instead of posting again.
-                job.post_started_at = self._clock()
+            try:
+                job.claim(message_id, self._policy.step_lease, now)
+            except TransitionRefused:
+                log.info("job %s: message %s is not the job's own; skipped", job_id, message_id)
+                return None
+            logcontext.add(session_id=job.session_id, account_id=job.account_id)
+            session = tx.sessions.get(job.session_id)
+            connection = None
+            if session is not None and session.psa_connection_id is not None:
+                connection = tx.connections.get(session.psa_connection_id)
+            if not tx.jobs.save(job):
+                return None
+            ctx = Context(job=job, session=session, connection=connection, resuming=resuming)  # type: ignore[arg-type]
+            if session is not None:
+                self._load_for_step(tx, ctx)
             tx.commit()
-            marker, text = job.note_marker, note_text(job)
-            note_type = NOTE_TYPE_BY_KIND[JobKind(job.kind)]
-        note = provider.find_note(ticket_id, marker) if resuming else None
-        if note is None:
-            note = provider.post_note(ticket_id, text, note_type)
-        with self._uow() as tx:
-            job = self._job(tx, job_id)
-            job.external_id = note.id
-            self._event(tx, job_id, Step.POST_NOTE, "note_posted", note_id=note.id, found=resuming)
-            return self._advance(tx, job, Step.POST_NOTE, Step.TRANSITION_STATUS)
+        return ctx
 
-    def _target(
-        self, tx: UnitOfWork, ctx: _Context, provider: PsaProvider, ticket_id: str
-    ) -> Target:
-        assert ctx.connection is not None and ctx.connection.id is not None
-        connection_id = ctx.connection.id
-        return resolve_target(
-            JobKind(ctx.job.kind),
-            lambda: provider.get_ticket(ticket_id),
-            tx.connections.status_map(connection_id),
-            tx.accounts.settings(ctx.job.account_id),
-            lambda board_id: self._statuses.statuses(
-                connection_id, board_id, lambda: provider.list_statuses(board_id)
-            ),
+    def _load_for_step(self, tx: UnitOfWork, ctx: Context) -> None:
+        job = ctx.job
+        if job.step is Step.DRAFT and not job.markdown:
+            ctx.prepared = self._drafting.prepare(job.kind, ctx.session)
+            ctx.cached_draft = tx.drafts.get(ctx.prepared.key)
+        if job.step is Step.POST_NOTE and ctx.connection is not None:
+            ctx.settings = tx.accounts.settings(job.account_id)
+            ctx.status_map = tx.connections.status_map(ctx.connection.id or 0)
+
+    # Steps: I/O only, no transaction open
+
+    def _draft(self, ctx: Context) -> Done:
+        next_step = Step.POST_NOTE if self._session(ctx).has_ticket else Step.FINALIZE
+        if ctx.prepared is None:  # the technician's own markdown, checked when it was posted
+            return Done(next_step, "drafted", {"drafter": "technician"})
+        draft, cached = ctx.cached_draft, True
+        if draft is None:
+            # Reuses the preview the technician saw when the session has not changed since.
+            draft, cached = self._drafting.fresh(ctx.prepared), False
+        prepared, markdown = ctx.prepared, draft.markdown
+
+        def record(job: WritebackJob) -> None:
+            job.markdown = markdown
+
+        def store(tx: UnitOfWork) -> None:
+            if not cached:
+                tx.drafts.put(prepared.key, ctx.job.account_id, draft)
+
+        return Done(
+            next_step,
+            "drafted",
+            {"drafter": draft.drafter, "cached": cached},
+            record=record,
+            also=store,
         )
 
-    def _transition_status(self, job_id: str) -> StepResult:
-        with self._uow() as tx:
-            ctx = self._load(tx, job_id)
-            job, ticket_id, target = ctx.job, ctx.session.psa_ticket_id, ctx.job.target_status_id
-            if ticket_id is None or target is None:  # skipped: the reason is on the job
-                return self._advance(tx, job, Step.TRANSITION_STATUS, Step.FINALIZE)
-            provider = self._provider(ctx)
+    def _post_note(self, ctx: Context) -> Done:
+        job, session = ctx.job, self._session(ctx)
+        ticket_id = session.psa_ticket_id
+        if ticket_id is None or job.external_id is not None:
+            return Done(Step.TRANSITION_STATUS, "note_posted", {"note_id": job.external_id})
+        provider = self._provider(ctx)
+        target_id, skipped = job.target_status_id, job.status_transition_skipped_reason
+        if target_id is None and skipped is None:
+            # Decided before anything is posted: a target that cannot exist on the ticket's
+            # board fails the job with no note left behind.
+            assert ctx.connection is not None and ctx.connection.id is not None
+            connection_id = ctx.connection.id
+            target = resolve_target(
+                job.kind,
+                lambda: provider.get_ticket(ticket_id),
+                ctx.status_map,
+                ctx.settings,
+                lambda board_id: self._statuses.statuses(
+                    connection_id, board_id, lambda: provider.list_statuses(board_id)
+                ),
+            )
+            target_id, skipped = target.status_id, target.skipped_reason
+        note = provider.find_note(ticket_id, job.note_marker) if ctx.resuming else None
+        found = note is not None
+        if note is None:
+            note = provider.post_note(ticket_id, note_text(job), NOTE_TYPE_BY_KIND[job.kind])
+        note_id = note.id
+
+        def record(job: WritebackJob) -> None:
+            job.external_id = note_id
+            job.target_status_id, job.status_transition_skipped_reason = target_id, skipped
+
+        return Done(
+            Step.TRANSITION_STATUS, "note_posted", {"note_id": note_id, "found": found}, record
+        )
+
+    def _transition_status(self, ctx: Context) -> Done:
+        ticket_id, target = self._session(ctx).psa_ticket_id, ctx.job.target_status_id
+        if ticket_id is None or target is None:  # skipped: the reason is on the job
+            return Done(Step.FINALIZE, "status_change_skipped")
+        provider = self._provider(ctx)
         ticket = provider.get_ticket(ticket_id)
         if ticket.status_id != target:  # already there after an earlier attempt: no-op
             provider.update_ticket_status(ticket_id, target)
-        with self._uow() as tx:
-            job = self._job(tx, job_id)
-            self._event(
-                tx,
-                job_id,
-                Step.TRANSITION_STATUS,
-                "status_changed",
-                from_status_id=ticket.status_id,
-                to_status_id=target,
-            )
-            return self._advance(tx, job, Step.TRANSITION_STATUS, Step.VERIFY)
+        return Done(
+            Step.VERIFY,
+            "status_changed",
+            {"from_status_id": ticket.status_id, "to_status_id": target},
+        )
 
-    def _verify(self, job_id: str) -> StepResult:
-        with self._uow() as tx:
-            ctx = self._load(tx, job_id)
-            ticket_id, target = ctx.session.psa_ticket_id, ctx.job.target_status_id
-            if ticket_id is None or target is None:
-                return self._advance(tx, ctx.job, Step.VERIFY, Step.FINALIZE)
-            provider = self._provider(ctx)
-        attempts = self._policy.verify_attempts
+    def _verify(self, ctx: Context) -> Done:
+        ticket_id, target = self._session(ctx).psa_ticket_id, ctx.job.target_status_id
+        if ticket_id is None or target is None:
+            return Done(Step.FINALIZE, "status_verified")
+        provider = self._provider(ctx)
+        attempts, failures = self._policy.verify_attempts, []
         retrying = Retrying(
             stop=stop_after_attempt(attempts),
             wait=wait_exponential(
                 multiplier=self._policy.verify_backoff_base, max=self._policy.verify_backoff_max
             ),
             retry=retry_if_exception_type(StatusNotApplied),
-            before_sleep=lambda state: self._record_failed_verification(job_id, state),
+            before_sleep=lambda state: failures.append(
+                str(state.outcome and state.outcome.exception())
+            ),
             sleep=self._sleep,
             reraise=True,
         )
@@ -250,135 +297,121 @@ class WritebackPipeline:
                         f"the PSA shows {ticket.status_id} ({ticket.status_name}) "
                         f"after attempt {number} of {attempts}."
                     )
-        with self._uow() as tx:
-            job = self._job(tx, job_id)
-            job.verified_status_id, job.verified_status_name = ticket.status_id, ticket.status_name
-            self._event(tx, job_id, Step.VERIFY, "status_verified", status_id=ticket.status_id)
-            return self._advance(tx, job, Step.VERIFY, Step.FINALIZE)
+        status_id, status_name = ticket.status_id, ticket.status_name
 
-    def _finalize(self, job_id: str) -> StepResult:
-        with self._uow() as tx:
-            ctx = self._load(tx, job_id)
-            job, now = ctx.job, self._clock()
-            kind = JobKind(job.kind)
-            assert job.markdown is not None  # set by the draft step
-            ctx.session.close(kind, job.markdown, now)
-            closed_as = "resolved" if kind is JobKind.RESOLVE else "escalated"
-            job.outcome = closed_as if ctx.session.has_ticket else f"{closed_as}_local"
-            job.state, job.step, job.finished_at, job.due_at = (
-                JobState.SUCCEEDED,
-                Step.DONE,
-                now,
-                None,
-            )
-            job.error_code = job.error_message = job.delivery_id = None
-            job.updated_at = now
-            self._event(tx, job_id, Step.FINALIZE, "succeeded", outcome=job.outcome)
-            tx.commit()
-        log.info("job %s succeeded: %s", job_id, job.outcome)
-        return StepResult(Action.FINISHED)
+        def record(job: WritebackJob) -> None:
+            job.verified_status_id, job.verified_status_name = status_id, status_name
 
-    # Bookkeeping
+        detail = {"status_id": status_id, "failed_attempts": failures}
+        return Done(Step.FINALIZE, "status_verified", detail, record)
 
-    def _advance(
-        self, tx: UnitOfWork, job: WritebackJob, done: Step, next_step: Step
+    def _finalize(self, ctx: Context) -> Done:
+        job, session = ctx.job, self._session(ctx)
+        assert job.markdown is not None  # set by the draft step
+        markdown, kind = job.markdown, job.kind
+
+        def close(tx: UnitOfWork) -> None:
+            tx.sessions.close(job.session_id, kind, markdown, self._clock())
+
+        return Done(Step.DONE, "succeeded", {"outcome": outcome_of(kind, session)}, also=close)
+
+    # The second transaction: record, move on, audit
+
+    def _record(
+        self,
+        job: WritebackJob,
+        message_id: str,
+        done: Done | Exception,
+        started: datetime,
+        took: float,
     ) -> StepResult:
-        now = self._clock()
-        job.step, job.state, job.attempts = next_step, JobState.QUEUED, 0
-        job.error_code = job.error_message = job.delivery_id = None
-        job.updated_at, job.due_at = now, now + timedelta(seconds=self._policy.enqueue_grace)
-        self._event(tx, job.id, done, "step_done", next_step=str(next_step))
-        tx.commit()
-        return StepResult(Action.ADVANCE)
-
-    def _retry_later(
-        self, job_id: str, step: Step, code: str, message: str, retry_after: float | None = None
-    ) -> StepResult:
+        step, now = job.step, self._clock()
+        detail: dict[str, Any] = {"started_at": started.isoformat(), "seconds": took}
+        next_message: str | None = None
+        try:
+            if isinstance(done, Done):
+                event, result = done.event, Action.ADVANCE
+                done.record(job)
+                detail.update(done.detail)
+                if done.next_step is Step.DONE:
+                    job.succeed(message_id, done.detail["outcome"], now)
+                    result = Action.FINISHED
+                else:
+                    next_message = self._queue.new_message_id()
+                    job.advance(message_id, done.next_step, next_message, now)
+            else:
+                event, result = self._after_failure(job, message_id, done, now, detail)
+        except TransitionRefused:  # our lease was taken over: the new owner decides
+            return StepResult(Action.SKIPPED)
         with self._uow() as tx:
-            job = self._job(tx, job_id)
-            if job.attempts >= self._policy.max_attempts:
-                tx.rollback()
-                return self._fail(
-                    job_id, step, code, f"{message} (gave up after {job.attempts} attempts)"
-                )
-            delay = self._policy.backoff(job.attempts, retry_after)
-            parked = delay > self._policy.max_countdown
-            now = self._clock()
-            job.state, job.error_code, job.error_message = JobState.RETRYING, code, message
-            job.delivery_id, job.updated_at = None, now
-            grace = 0.0 if parked else self._policy.enqueue_grace
-            job.due_at = now + timedelta(seconds=delay + grace)
-            self._event(
-                tx,
-                job_id,
-                step,
-                "retry_scheduled",
-                code=code,
-                message=message,
-                delay=round(delay, 3),
-                parked=parked,
+            if not tx.jobs.save(job):
+                log.warning("job %s changed while step %s ran; result dropped", job.id, step)
+                return StepResult(Action.SKIPPED)
+            if isinstance(done, Done):
+                done.also(tx)
+            tx.jobs.add_event(JobEvent(job.id, now, step, event, detail))
+            tx.commit()
+        if next_message is not None:
+            send(job, next_message, uow=self._uow, queue=self._queue, clock=self._clock)
+        if result is Action.FAILED:
+            log.error(
+                "job %s failed at %s: %s: %s", job.id, step, job.error_code, job.error_message
             )
-            tx.commit()
-        log.warning("job %s step %s: %s; retry in %.1f s", job_id, step, message, delay)
-        if parked:
-            return StepResult(Action.PARKED, countdown=delay, message=message)
-        return StepResult(Action.RETRY, countdown=delay, message=message)
+            return StepResult(result, f"{job.error_code}: {job.error_message}", job.tenant)
+        return StepResult(result, job.error_message or "", job.tenant)
 
-    def _fail(self, job_id: str, step: Step, code: str, message: str) -> StepResult:
-        with self._uow() as tx:
-            job = self._job(tx, job_id)
-            now = self._clock()
-            job.state, job.error_code, job.error_message = JobState.FAILED, code, message
-            job.finished_at, job.updated_at, job.due_at, job.delivery_id = now, now, None, None
-            self._event(tx, job_id, step, "failed", code=code, message=message)
-            tx.commit()
-        log.error("job %s failed at %s: %s: %s", job_id, step, code, message)
-        return StepResult(Action.FAILED, message=f"{code}: {message}")
+    def _after_failure(
+        self,
+        job: WritebackJob,
+        message_id: str,
+        exc: Exception,
+        now: datetime,
+        detail: dict[str, Any],
+    ) -> tuple[str, Action]:
+        if isinstance(exc, BudgetWait):  # no attempt, no settle, no thread held
+            job.schedule(message_id, exc.wait, now, error=None)
+            detail["wait"] = round(exc.wait, 3)
+            return "budget_wait", Action.HELD
+        if isinstance(exc, DomainError):
+            failure, code, message = exc.failure, exc.code, exc.message
+        else:  # a bug or an outage we cannot classify: bounded retries, the message kept
+            log.exception("step %s of job %s raised", job.step, job.id)
+            failure, code, message = Failure.TRANSIENT, "internal_error", _describe(exc)
+        detail.update(code=code, message=message)
+        if failure is Failure.PERMANENT or job.attempts + 1 >= self._policy.max_attempts:
+            if failure is not Failure.PERMANENT:
+                message = f"{message} (gave up after {job.attempts + 1} attempts)"
+            job.fail(message_id, code, message, now)
+            return "failed", Action.FAILED
+        delay = self._policy.backoff(job.attempts + 1, getattr(exc, "retry_after", None))
+        if failure is Failure.AMBIGUOUS:  # let a possibly stored note land before we look
+            delay = max(delay, self._policy.post_settle)
+        job.schedule(message_id, delay, now, error=(code, message))
+        detail["delay"] = round(delay, 3)
+        log.warning("job %s step %s: %s; retry in %.1f s", job.id, job.step, message, delay)
+        return "retry_scheduled", Action.HELD
 
-    def _record_failed_verification(self, job_id: str, state: RetryCallState) -> None:
-        wait = state.next_action.sleep if state.next_action else 0.0
-        message = str(state.outcome.exception()) if state.outcome else "status did not verify"
-        with self._uow() as tx:
-            job = self._job(tx, job_id)
-            now = self._clock()
-            job.state, job.attempts = JobState.RETRYING, job.attempts + 1
-            job.error_code, job.error_message = StatusNotApplied.code, message
-            # Keep the lease (delivery_id stays ours) across the wait.
-            job.updated_at = now
-            job.due_at = now + timedelta(seconds=wait + self._policy.step_lease)
-            self._event(
-                tx,
-                job_id,
-                Step.VERIFY,
-                "verification_failed",
-                message=message,
-                retry_in=round(wait, 3),
-            )
-            tx.commit()
+    # Loading helpers
 
-    def _event(self, tx: UnitOfWork, job_id: str, step: Step, event: str, **detail: Any) -> None:
-        tx.jobs.add_event(
-            JobEvent(job_id=job_id, at=self._clock(), step=step, event=event, detail=detail)
-        )
+    @staticmethod
+    def _session(ctx: Context) -> AiSession:
+        if ctx.session is None:
+            raise SessionGone(f"Session {ctx.job.session_id} of job {ctx.job.id} is gone.")
+        return ctx.session
 
-    def _job(self, tx: UnitOfWork, job_id: str) -> WritebackJob:
-        job = tx.jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"Job {job_id} not found.")
-        return job
-
-    def _load(self, tx: UnitOfWork, job_id: str) -> _Context:
-        job = self._job(tx, job_id)
-        logcontext.add(session_id=job.session_id, account_id=job.account_id)
-        session = tx.sessions.get(job.session_id)
-        if session is None:
-            raise NotFound(f"Session {job.session_id} of job {job_id} not found.")
-        connection = (
-            tx.connections.get(session.psa_connection_id) if session.psa_connection_id else None
-        )
-        return _Context(job=job, session=session, connection=connection)
-
-    def _provider(self, ctx: _Context) -> PsaProvider:
+    def _provider(self, ctx: Context) -> PsaProvider:
         if ctx.connection is None or not ctx.connection.is_active:
-            raise PsaError(f"Session {ctx.session.id} has no active PSA connection.")
+            raise ConnectionGone(
+                f"Session {ctx.job.session_id} has no active PSA connection any more."
+            )
         return self._registry.build(ctx.connection)
+
+
+def outcome_of(kind: JobKind, session: AiSession) -> str:
+    closed_as = str(SESSION_STATUS_BY_KIND[kind])
+    return closed_as if session.has_ticket else f"{closed_as}_local"
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -18,6 +18,8 @@ from writeback.domain.model import (
     JobCursor,
     JobEvent,
     JobFilter,
+    JobKind,
+    JobState,
     NoteType,
     PostedNote,
     PromptInput,
@@ -82,7 +84,16 @@ class CredentialSealer(Protocol):
 
 
 class JobQueue(Protocol):
-    def enqueue(self, job_id: str, from_step: Step) -> None: ...
+    """The broker, seen as: one message per job step, addressed by a message id we choose."""
+
+    def new_message_id(self) -> str: ...
+
+    def enqueue(self, job_id: str, step: Step, message_id: str) -> None: ...
+
+    def lost(self, message_id: str) -> bool:
+        """True only when the broker provably no longer holds `message_id` (it lost its data
+        since the message was sent)."""
+        ...
 
 
 class AccountRepository(Protocol):
@@ -116,43 +127,51 @@ class SessionRepository(Protocol):
 
     def get(self, session_id: int, account_id: int | None = None) -> AiSession | None: ...
 
+    def close(self, session_id: int, kind: JobKind, markdown: str, now: datetime) -> None: ...
+
 
 class JobRepository(Protocol):
-    def add(self, job: WritebackJob) -> None: ...
+    def add(self, job: WritebackJob) -> None:
+        """Insert; raises the Conflict naming the job that blocks it (closed_conflict)."""
+        ...
 
     def get(self, job_id: str, account_id: int | None = None) -> WritebackJob | None: ...
 
-    def in_flight_for_session(self, session_id: int) -> WritebackJob | None: ...
-
-    def claim(
-        self, job_id: str, step: Step, delivery_id: str, now: datetime, lease_until: datetime
-    ) -> bool:
-        """Atomically mark the job running at `step`; False when someone else owns it or the
-        job is past that step."""
+    def save(self, job: WritebackJob) -> bool:
+        """Write the job's transition if nobody changed it since it was loaded."""
         ...
 
-    def due(self, now: datetime, limit: int) -> Sequence[WritebackJob]: ...
+    def heartbeat(self, job_id: str, message_id: str, lease_until: datetime) -> bool: ...
 
-    def mark_redelivered(self, job_id: str, now: datetime, due_at: datetime) -> bool:
-        """Release a due job for another delivery (queued, unowned); False if it moved on."""
+    def blocking(
+        self, session_id: int, kind: JobKind, excluding: str | None = None
+    ) -> WritebackJob | None: ...
+
+    def occupied_slots(self, tenant: str) -> int:
+        """The tenant's in-flight jobs that have a message outstanding or are running."""
         ...
 
-    def fail_lost(self, job_id: str, now: datetime, message: str) -> bool: ...
+    def tenants_waiting(self, now: datetime) -> dict[str, int]:
+        """Tenants with held jobs due by `now`, each with its occupied slots."""
+        ...
 
-    def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> Sequence[WritebackJob]:
+    def held_due(self, tenant: str, now: datetime, limit: int) -> list[WritebackJob]: ...
+
+    def lease_expired(self, now: datetime, limit: int) -> list[WritebackJob]: ...
+
+    def outstanding(self, not_picked_since: datetime, limit: int) -> list[WritebackJob]: ...
+
+    def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> list[WritebackJob]:
         """Jobs matching `where`, newest first, starting after `after`."""
         ...
 
     def count(self, where: JobFilter) -> int: ...
 
-    def requeue_failed(self, job_id: str, step: Step, now: datetime, due_at: datetime) -> bool:
-        """Put a failed job back in flight at `step`; False if it is no longer failed. Raises
-        JobInFlight when another job of its session is in flight."""
-        ...
+    def count_by_state(self) -> dict[JobState, int]: ...
 
     def add_event(self, event: JobEvent) -> None: ...
 
-    def events(self, job_id: str) -> Sequence[JobEvent]: ...
+    def events(self, job_id: str, after_id: int = 0) -> list[JobEvent]: ...
 
 
 class UnitOfWork(Protocol):

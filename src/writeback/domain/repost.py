@@ -13,21 +13,18 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from writeback.domain.errors import AlreadyClosed, Conflict, JobInFlight, NotFound
-from writeback.domain.model import IN_FLIGHT_STATES, JobCursor, JobFilter, JobState, WritebackJob
-from writeback.domain.ports import Clock, JobQueue, UnitOfWorkFactory
-from writeback.domain.retry import RetryPolicy
-from writeback.domain.services import retry_job
-from writeback.domain.sweeper import Requeue, requeue_lost
+from writeback.domain.errors import Conflict, JobInFlight, NotFound
+from writeback.domain.jobs import JobService
+from writeback.domain.model import JobCursor, JobFilter, JobState, WritebackJob
+from writeback.domain.ports import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
 
 class Result(enum.StrEnum):
     REPOSTED = "reposted"
-    DONE = "skipped_done"  # succeeded or closed meanwhile
-    IN_FLIGHT = "skipped_in_flight"  # a job for the session is running, or this one is not due
-    FAILED_AS_LOST = "failed_as_lost"
+    DONE = "skipped_done"  # succeeded, or closed by another job meanwhile
+    IN_FLIGHT = "skipped_in_flight"  # moving: the scheduler admits it when its tenant has room
     ERROR = "error"
 
 
@@ -52,37 +49,20 @@ def stream_jobs(
         after = JobCursor(created_at=page[-1].created_at, id=page[-1].id)
 
 
-def repost_one(
-    job: WritebackJob,
-    *,
-    uow: UnitOfWorkFactory,
-    queue: JobQueue,
-    policy: RetryPolicy,
-    clock: Clock,
-) -> Result:
+def repost_one(job: WritebackJob, *, jobs: JobService) -> Result:
+    """Retry a failed job from where it stopped. It joins its tenant's queue in the database,
+    so a batch of any size goes out at the tenant's pace and never crowds out other tenants."""
+    if job.in_flight:
+        return Result.IN_FLIGHT
+    if job.state is not JobState.FAILED:
+        return Result.DONE
     try:
-        if job.state == JobState.FAILED:
-            retry_job(
-                job.id,
-                account_id=None,
-                uow=uow,
-                queue=queue,
-                clock=clock,
-                enqueue_grace=policy.enqueue_grace,
-            )
-            return Result.REPOSTED
-        if job.state in IN_FLIGHT_STATES and job.due_at is not None and job.due_at <= clock():
-            outcome = requeue_lost(job, uow=uow, queue=queue, policy=policy, clock=clock)
-            return {
-                Requeue.REQUEUED: Result.REPOSTED,
-                Requeue.FAILED: Result.FAILED_AS_LOST,
-                Requeue.MOVED_ON: Result.IN_FLIGHT,
-            }[outcome]
-        return Result.IN_FLIGHT if job.state in IN_FLIGHT_STATES else Result.DONE
+        jobs.retry(job.id, account_id=None)
     except JobInFlight:
         return Result.IN_FLIGHT
-    except (AlreadyClosed, NotFound, Conflict):
+    except (NotFound, Conflict):
         return Result.DONE
     except Exception:
         log.exception("re-post of job %s failed", job.id)
         return Result.ERROR
+    return Result.REPOSTED

@@ -1,40 +1,63 @@
-"""How long the pipeline waits before trying again, and for how long it keeps trying."""
+"""How long the pipeline waits before trying again, for how long it keeps trying, and the
+timings of leases, admission and recovery. Times in seconds."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
+from writeback.domain.errors import ConfigurationRefused
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounds of every retry the pipeline makes; times in seconds."""
-
-    # Transient PSA failures (connection, timeout, 5xx, 429) re-run the step as a Celery retry.
+    # Failed attempts of one step (PSA, network or model answers) before the job fails.
     max_attempts: int = 8
     backoff_base: float = 2.0
     backoff_max: float = 300.0
-    # Longest countdown handed to the broker; a longer wait is parked in the database and the
-    # sweeper re-enqueues the job when it is due (broker redelivery would otherwise duplicate it).
-    max_countdown: float = 600.0
-    # Status verification retries happen inside the verify step with tenacity: they hold the
-    # worker slot, so they stay short.
+    # Status verification retries happen inside the verify step with tenacity, so they stay short.
     verify_attempts: int = 4
     verify_backoff_base: float = 1.0
     verify_backoff_max: float = 8.0
-    # After a post_note attempt failed in a way that may hide a stored note (timeout, dropped
-    # connection), the PSA may still be writing it: look for it no sooner than this.
+    # After a write whose answer was lost (ambiguous), the PSA may still be storing it: look for
+    # it no sooner than this.
     post_settle: float = 60.0
-    # A running step whose worker vanished is considered lost after this long.
-    step_lease: float = 300.0
-    # A queued job whose message never arrived is re-enqueued after this long.
-    enqueue_grace: float = 120.0
-    # After this many re-enqueues by the sweeper a job fails instead of looping forever.
+    # A running step renews its lease every `step_lease / 3`; a lease that runs out means the
+    # worker is gone, and the sweeper hands the step to another worker.
+    step_lease: float = 30.0
+    # How many of a tenant's jobs may be in the broker or running at once; the rest wait in the
+    # database, so one tenant's backlog never queues ahead of another tenant's job.
+    tenant_slots: int = 4
+    # A message not picked up this long after it was sent is sent again (a safety net for a
+    # message that a dying worker had reserved but not started).
+    pickup_timeout: float = 600.0
+    # Recoveries of a lost delivery before the job fails with delivery_lost.
     max_redeliveries: int = 5
 
+    @property
+    def heartbeat(self) -> float:
+        return self.step_lease / 3
+
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
-        """Delay before attempt `attempt + 1`: full-jitter exponential, never sooner than the
-        PSA's Retry-After."""
+        """Delay before attempt `attempt + 1`: full-jitter exponential; a PSA's Retry-After,
+        when given, is honoured exactly."""
+        if retry_after is not None:
+            return retry_after
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** max(attempt - 1, 0))
-        delay = random.uniform(ceiling / 2, ceiling)
-        return max(delay, retry_after or 0.0)
+        return random.uniform(ceiling / 2, ceiling)
+
+    def check(self, *, psa_timeout: float, sweep_interval: float) -> None:
+        """Refuse timings under which a live step could be taken over, or a note posted twice."""
+        if self.max_attempts < 1 or self.verify_attempts < 1 or self.tenant_slots < 1:
+            raise ConfigurationRefused("retry attempt counts and tenant slots must be at least 1")
+        if self.heartbeat < 1:
+            raise ConfigurationRefused("WRITEBACK_STEP_LEASE must be at least 3 s")
+        if sweep_interval >= self.step_lease:
+            raise ConfigurationRefused(
+                "WRITEBACK_SWEEP_INTERVAL must be shorter than WRITEBACK_STEP_LEASE"
+            )
+        if self.post_settle < psa_timeout:
+            # A note POST may still be in flight for up to the PSA timeout.
+            raise ConfigurationRefused(
+                "WRITEBACK_POST_SETTLE must be at least WRITEBACK_PSA_TIMEOUT"
+            )

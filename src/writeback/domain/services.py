@@ -6,43 +6,30 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import Any
 
-from writeback.domain.drafting import Drafting
 from writeback.domain.errors import (
-    AlreadyClosed,
-    Conflict,
     InvalidInput,
     NotFound,
     PsaError,
     Unauthorized,
 )
 from writeback.domain.model import (
-    SESSION_STATUS_BY_KIND,
     Account,
     AccountSettings,
     AiSession,
     ApiToken,
     Board,
     BoardStatus,
-    Draft,
-    JobCursor,
-    JobEvent,
-    JobFilter,
     JobKind,
-    JobState,
     PsaConnection,
     StatusMapping,
-    Step,
     User,
-    WritebackJob,
 )
 from writeback.domain.ports import (
     Clock,
     CredentialSealer,
-    JobQueue,
     ProviderRegistry,
     PsaProvider,
     UnitOfWork,
@@ -361,148 +348,3 @@ def get_session(principal: Principal, session_id: int, *, uow: UnitOfWorkFactory
         if session is None:
             raise NotFound(f"Session {session_id} not found.")
         return session
-
-
-# Writeback jobs
-
-
-def request_writeback(
-    principal: Principal,
-    session_id: int,
-    kind: JobKind,
-    markdown: str | None,
-    *,
-    uow: UnitOfWorkFactory,
-    queue: JobQueue,
-    clock: Clock,
-    enqueue_grace: float,
-) -> WritebackJob:
-    """Create the job row, commit, then enqueue. One in-flight job per session is enforced by a
-    partial unique index; the loser of a race gets JobInFlight with the winner's id."""
-    now = clock()
-    with uow() as tx:
-        session = tx.sessions.get(session_id, principal.account_id)
-        if session is None:
-            raise NotFound(f"Session {session_id} not found.")
-        closed_as = SESSION_STATUS_BY_KIND[kind]
-        if session.status == closed_as:
-            raise AlreadyClosed(
-                f"Session {session_id} is already {closed_as}.", f"already_{closed_as}"
-            )
-        job = WritebackJob(
-            account_id=principal.account_id,
-            session_id=session_id,
-            kind=kind,
-            markdown=markdown,
-            created_at=now,
-            updated_at=now,
-            due_at=now + timedelta(seconds=enqueue_grace),
-        )
-        tx.jobs.add(job)  # the partial unique index refuses a second in-flight job: JobInFlight
-        tx.jobs.add_event(JobEvent(job_id=job.id, at=now, step=Step.DRAFT, event="created"))
-        tx.commit()
-    try:
-        queue.enqueue(job.id, Step.DRAFT)
-    except Exception:
-        # The row is committed and due: the sweeper enqueues it once the broker is back.
-        log.exception("enqueue of job %s failed; left for the sweeper", job.id)
-    return job
-
-
-def get_job(principal: Principal, job_id: str, *, uow: UnitOfWorkFactory) -> WritebackJob:
-    with uow() as tx:
-        job = tx.jobs.get(job_id, principal.account_id)
-        if job is None:
-            raise NotFound(f"Job {job_id} not found.")
-        return job
-
-
-def job_events(principal: Principal, job_id: str, *, uow: UnitOfWorkFactory) -> Sequence[JobEvent]:
-    with uow() as tx:
-        if tx.jobs.get(job_id, principal.account_id) is None:
-            raise NotFound(f"Job {job_id} not found.")
-        return tx.jobs.events(job_id)
-
-
-def list_jobs(
-    principal: Principal,
-    where: JobFilter,
-    after: JobCursor | None,
-    limit: int,
-    *,
-    uow: UnitOfWorkFactory,
-) -> tuple[Sequence[WritebackJob], JobCursor | None]:
-    """One page of the caller's jobs, newest first, and the cursor of the next page."""
-    scoped = replace(where, account_id=principal.account_id)
-    with uow() as tx:
-        page = tx.jobs.find(scoped, after, limit + 1)
-    if len(page) <= limit:
-        return page, None
-    last = page[limit - 1]
-    return page[:limit], JobCursor(created_at=last.created_at, id=last.id)
-
-
-def retry_step(job: WritebackJob) -> Step:
-    """Where a failed job resumes: the step it stopped at, except that a failed verification
-    runs the status transition again before verifying."""
-    return Step.TRANSITION_STATUS if job.step == Step.VERIFY else Step(job.step)
-
-
-def retry_job(
-    job_id: str,
-    *,
-    account_id: int | None,
-    uow: UnitOfWorkFactory,
-    queue: JobQueue,
-    clock: Clock,
-    enqueue_grace: float,
-) -> WritebackJob:
-    """Re-run a failed job from where it stopped. A posted note is never posted again: the job
-    keeps its note id and its marker."""
-    now = clock()
-    with uow() as tx:
-        job = tx.jobs.get(job_id, account_id)
-        if job is None:
-            raise NotFound(f"Job {job_id} not found.")
-        if job.state != JobState.FAILED:
-            raise Conflict(
-                f"Job {job_id} is {job.state}; only failed jobs can be retried.", "job_not_failed"
-            )
-        session = tx.sessions.get(job.session_id)
-        closed_as = SESSION_STATUS_BY_KIND[JobKind(job.kind)]
-        if session is not None and session.status == closed_as:
-            raise AlreadyClosed(
-                f"Session {job.session_id} is already {closed_as}.", f"already_{closed_as}"
-            )
-        step = retry_step(job)
-        if not tx.jobs.requeue_failed(job_id, step, now, now + timedelta(seconds=enqueue_grace)):
-            raise Conflict(f"Job {job_id} changed while being retried.", "job_not_failed")
-        tx.jobs.add_event(
-            JobEvent(
-                job_id=job_id, at=now, step=step, event="retried", detail={"from_step": str(step)}
-            )
-        )
-        tx.commit()
-        job = tx.jobs.get(job_id)
-        assert job is not None
-    try:
-        queue.enqueue(job_id, step)
-    except Exception:
-        log.exception("enqueue of retried job %s failed; left for the sweeper", job_id)
-    return job
-
-
-def preview(
-    principal: Principal,
-    session_id: int,
-    kind: JobKind,
-    *,
-    uow: UnitOfWorkFactory,
-    drafting: Drafting,
-) -> tuple[Draft, bool]:
-    """The draft a post with no markdown would use, and whether it came from the cache."""
-    with uow() as tx:
-        session = tx.sessions.get(session_id, principal.account_id)
-        if session is None:
-            raise NotFound(f"Session {session_id} not found.")
-        return drafting.draft(tx, kind, session)

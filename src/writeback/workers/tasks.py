@@ -1,8 +1,8 @@
-"""Celery task shells: a job id in, one service call, retry and failure mapped to Celery.
+"""Celery task shells: a job id in, one pipeline call, the outcome mapped to Celery.
 
-Task names are explicit and stable (`writeback.post_note`, ...): Flower shows them and the queue
-adapter addresses them by name. Arguments are the job id only: no credential or markdown ever
-reaches the broker or Flower.
+Each step is declared with its literal name, so `grep writeback.post_note` finds it; the one
+definition of how a step runs is `_run`. Arguments are the job id only: no credential or
+markdown ever reaches the broker or Flower.
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ import time
 from typing import Any
 
 from celery import Task, current_app, shared_task
+from sqlalchemy.exc import OperationalError
 
 from writeback import bootstrap
-from writeback.celery_config import SWEEP_TASK
-from writeback.domain.model import PIPELINE, Step, utcnow
+from writeback.domain.model import Step
 from writeback.domain.pipeline import Action
-from writeback.domain.sweeper import sweep
 
 log = logging.getLogger(__name__)
 
-# The job row counts attempts and bounds retries, so Celery's own counter is not the limit.
+# The job row counts attempts and schedules waits; Celery only retries while the database is
+# unreachable, keeping the message (and its id) until it can be claimed.
 STEP_TASK_OPTIONS: dict[str, Any] = {"bind": True, "max_retries": None, "acks_late": True}
+DATABASE_RETRY_SECONDS = 5
 
 
 class StepFailed(Exception):
@@ -36,7 +37,11 @@ def _container() -> bootstrap.Container:
 def _run(task: Task, job_id: str, step: Step) -> str:
     container = _container()
     started = time.perf_counter()
-    result = container.pipeline().run_step(job_id, step, task.request.id)
+    try:
+        result = container.pipeline.run_step(job_id, step, task.request.id)
+    except OperationalError as exc:  # the database is down: keep the message for later
+        log.warning("step %s of job %s: database unavailable; retrying the message", step, job_id)
+        raise task.retry(countdown=DATABASE_RETRY_SECONDS, exc=exc) from None
     metrics = container.metrics
     metrics.step_seconds.labels(str(step), str(result.action)).observe(
         time.perf_counter() - started
@@ -44,32 +49,41 @@ def _run(task: Task, job_id: str, step: Step) -> str:
     if result.action in (Action.FINISHED, Action.FAILED):
         state = "succeeded" if result.action is Action.FINISHED else "failed"
         metrics.jobs_finished.labels(state).inc()
-    if result.action is Action.RETRY:
-        raise task.retry(countdown=result.countdown)
+    if result.action in (Action.FINISHED, Action.FAILED, Action.HELD):
+        container.scheduler.admit(result.tenant)  # its slot is free: the next job may go
     if result.action is Action.FAILED:
-        # Raising marks the task FAILURE (what ops see in Flower) and stops the chain.
+        # Raising marks the task FAILURE (what ops see in Flower).
         raise StepFailed(result.message)
-    return job_id  # later links are immutable signatures; they re-check the job row anyway
+    return str(result.action)
 
 
-def _step_task(step: Step) -> Task:
-    @shared_task(name=f"writeback.{step}", **STEP_TASK_OPTIONS)
-    def run_step(self: Task, job_id: str) -> str:
-        return _run(self, job_id, step)
-
-    return run_step  # type: ignore[no-any-return]
+@shared_task(name="writeback.draft", **STEP_TASK_OPTIONS)
+def draft(self: Task, job_id: str) -> str:
+    return _run(self, job_id, Step.DRAFT)
 
 
-STEP_TASKS = {step: _step_task(step) for step in PIPELINE}
+@shared_task(name="writeback.post_note", **STEP_TASK_OPTIONS)
+def post_note(self: Task, job_id: str) -> str:
+    return _run(self, job_id, Step.POST_NOTE)
 
 
-@shared_task(name=SWEEP_TASK)
-def sweep_lost_jobs() -> dict[str, int]:
-    container = _container()
-    report = sweep(
-        uow=container.uow,
-        queue=container.queue,
-        policy=container.settings.retry,
-        clock=utcnow,
-    )
-    return {"requeued": report.requeued, "failed": report.failed}
+@shared_task(name="writeback.transition_status", **STEP_TASK_OPTIONS)
+def transition_status(self: Task, job_id: str) -> str:
+    return _run(self, job_id, Step.TRANSITION_STATUS)
+
+
+@shared_task(name="writeback.verify", **STEP_TASK_OPTIONS)
+def verify(self: Task, job_id: str) -> str:
+    return _run(self, job_id, Step.VERIFY)
+
+
+@shared_task(name="writeback.finalize", **STEP_TASK_OPTIONS)
+def finalize(self: Task, job_id: str) -> str:
+    return _run(self, job_id, Step.FINALIZE)
+
+
+@shared_task(name="writeback.sweep")
+def sweep() -> dict[str, int]:
+    """Beat's tick: recover lost deliveries and admit held jobs that are due."""
+    report = _container().scheduler.tick()
+    return {"admitted": report.admitted, "recovered": report.recovered, "failed": report.failed}

@@ -27,7 +27,5 @@ def start_mappers() -> None:
         _registry.map_imperatively(model.AccountSettings, tables.account_settings)
         _registry.map_imperatively(model.PsaConnection, tables.psa_connections)
         _registry.map_imperatively(model.AiSession, tables.ai_sessions)
-        _registry.map_imperatively(model.WritebackJob, tables.writeback_jobs)
-        _registry.map_imperatively(model.JobEvent, tables.job_events)
         _registry.map_imperatively(model.StatusMapping, tables.status_mappings)
         _mapped = True

@@ -13,9 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback.adapters.db import tables
-from writeback.domain.errors import JobInFlight
+from writeback.domain.errors import Conflict, JobInFlight
 from writeback.domain.model import (
     IN_FLIGHT_STATES,
+    SESSION_STATUS_BY_KIND,
+    WAITING_STATES,
     Account,
     AccountSettings,
     AiSession,
@@ -24,18 +26,21 @@ from writeback.domain.model import (
     JobCursor,
     JobEvent,
     JobFilter,
+    JobKind,
     JobState,
     PsaConnection,
     StatusMapping,
     Step,
     User,
     WritebackJob,
+    closed_conflict,
     utcnow,
 )
 
 log = logging.getLogger(__name__)
 jobs_t = tables.writeback_jobs
 _IN_FLIGHT = [str(s) for s in IN_FLIGHT_STATES]
+_WAITING = [str(s) for s in WAITING_STATES]
 
 
 def _owned(session: Session, cls: Any, key: Any, account_id: int | None) -> Any:
@@ -109,119 +114,201 @@ class SqlSessionRepository:
     def get(self, session_id: int, account_id: int | None = None) -> AiSession | None:
         return _owned(self._s, AiSession, session_id, account_id)  # type: ignore[no-any-return]
 
+    def close(self, session_id: int, kind: JobKind, markdown: str, now: datetime) -> None:
+        """Record the posted document and flip the status: one statement, no load."""
+        sessions_t = tables.ai_sessions
+        document, closed_at = (
+            ("resolution_note_markdown", "resolved_at")
+            if kind is JobKind.RESOLVE
+            else ("escalation_package_markdown", "escalated_at")
+        )
+        self._s.execute(
+            sa.update(sessions_t)
+            .where(sessions_t.c.id == session_id)
+            .values(
+                {
+                    "status": str(SESSION_STATUS_BY_KIND[kind]),
+                    document: markdown,
+                    closed_at: now,
+                    "state_version": sessions_t.c.state_version + 1,
+                    "updated_at": now,
+                }
+            )
+        )
+
+
+def _job(row: Any) -> WritebackJob:
+    data = dict(row._mapping)
+    data.update(kind=JobKind(data["kind"]), state=JobState(data["state"]), step=Step(data["step"]))
+    return WritebackJob(**data, loaded_version=data["version"])
+
+
+def _event(row: Any) -> JobEvent:
+    return JobEvent(**dict(row._mapping))
+
+
+# What a transition may change: everything but identity and creation.
+_MUTABLE = [
+    c.name
+    for c in jobs_t.columns
+    if c.name not in {"id", "account_id", "session_id", "kind", "tenant", "created_at"}
+]
+_OCCUPIES_SLOT = sa.or_(jobs_t.c.message_id.is_not(None), jobs_t.c.state == str(JobState.RUNNING))
+_HELD = sa.and_(jobs_t.c.message_id.is_(None), jobs_t.c.state.in_(_WAITING))
+
 
 class SqlJobRepository:
+    """Core statements only: a job is a row in, a dataclass out, and every change goes through
+    `save`, guarded by the version the job was loaded at."""
+
     def __init__(self, session: Session) -> None:
         self._s = session
 
     def add(self, job: WritebackJob) -> None:
-        self._s.add(job)
+        values = {c.name: getattr(job, c.name) for c in jobs_t.columns}
         try:
-            self._s.flush()
+            self._s.execute(sa.insert(jobs_t).values(**values))
         except IntegrityError:
-            # The partial unique index refused a second in-flight job for this session: the
-            # transaction is void, so roll back and report the job that won.
+            # A partial unique index refused it (a job in flight, or the session already closed
+            # for this kind): the transaction is void, so roll back and name the job that won.
             self._s.rollback()
-            log.info(
-                "a second in-flight job for session %s was refused by the database", job.session_id
-            )
-            winner = self.in_flight_for_session(job.session_id)
-            raise JobInFlight(winner.id if winner else "unknown") from None
+            raise self._conflict(job) from None
+        job.loaded_version = job.version
 
     def get(self, job_id: str, account_id: int | None = None) -> WritebackJob | None:
-        return _owned(self._s, WritebackJob, job_id, account_id)  # type: ignore[no-any-return]
+        query = sa.select(jobs_t).where(jobs_t.c.id == job_id)
+        if account_id is not None:
+            query = query.where(jobs_t.c.account_id == account_id)
+        row = self._s.execute(query).first()
+        return _job(row) if row else None
 
-    def in_flight_for_session(self, session_id: int) -> WritebackJob | None:
-        query = sa.select(WritebackJob).where(
-            jobs_t.c.session_id == session_id, jobs_t.c.state.in_(_IN_FLIGHT)
+    def save(self, job: WritebackJob) -> bool:
+        """Write the job's transition; False when someone else changed it since it was loaded."""
+        stmt = (
+            sa.update(jobs_t)
+            .where(jobs_t.c.id == job.id, jobs_t.c.version == job.loaded_version)
+            .values({name: getattr(job, name) for name in _MUTABLE})
         )
-        return self._s.scalars(query).first()
+        try:
+            saved = self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+        except IntegrityError:  # a requeue while another job of the session is open
+            self._s.rollback()
+            raise self._conflict(job) from None
+        if saved:
+            job.loaded_version = job.version
+        return bool(saved)
 
-    def claim(
-        self, job_id: str, step: Step, delivery_id: str, now: datetime, lease_until: datetime
-    ) -> bool:
+    def heartbeat(self, job_id: str, message_id: str, lease_until: datetime) -> bool:
+        """Renew a running step's lease. Not a transition: the version stays, so the step's
+        own result still saves."""
         stmt = (
             sa.update(jobs_t)
             .where(
                 jobs_t.c.id == job_id,
-                jobs_t.c.step == str(step),
-                jobs_t.c.state.in_(_IN_FLIGHT),
-                # unowned, a redelivery of our own message, or an owner whose lease ran out
-                sa.or_(
-                    jobs_t.c.delivery_id.is_(None),
-                    jobs_t.c.delivery_id == delivery_id,
-                    jobs_t.c.due_at <= now,
-                ),
+                jobs_t.c.message_id == message_id,
+                jobs_t.c.state == str(JobState.RUNNING),
             )
-            .values(
-                state=str(JobState.RUNNING),
-                attempts=jobs_t.c.attempts + 1,
-                delivery_id=delivery_id,
-                due_at=lease_until,
-                updated_at=now,
-            )
+            .values(lease_until=lease_until)
         )
         return self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
-    def due(self, now: datetime, limit: int) -> Sequence[WritebackJob]:
+    def _conflict(self, job: WritebackJob) -> Conflict:
+        blocking = self.blocking(job.session_id, job.kind, excluding=job.id)
+        if blocking is None:
+            return JobInFlight("unknown")
+        return closed_conflict(blocking)
+
+    def blocking(
+        self, session_id: int, kind: JobKind, excluding: str | None = None
+    ) -> WritebackJob | None:
+        """The job that keeps a new one of `kind` from starting: one in flight for the
+        session, or one that closed (or may have posted for) the session in this kind."""
+        query = sa.select(jobs_t).where(
+            jobs_t.c.session_id == session_id,
+            sa.or_(
+                jobs_t.c.state.in_(_IN_FLIGHT),
+                sa.and_(jobs_t.c.kind == str(kind), sa.text(tables.CLOSES_SESSION)),
+            ),
+        )
+        if excluding is not None:
+            query = query.where(jobs_t.c.id != excluding)
+        row = self._s.execute(query.order_by(jobs_t.c.created_at.desc())).first()
+        return _job(row) if row else None
+
+    def occupied_slots(self, tenant: str) -> int:
+        query = sa.select(sa.func.count()).where(
+            jobs_t.c.tenant == tenant, jobs_t.c.state.in_(_IN_FLIGHT), _OCCUPIES_SLOT
+        )
+        return int(self._s.scalar(query) or 0)
+
+    def tenants_waiting(self, now: datetime) -> dict[str, int]:
+        """Tenants with held jobs due now, and how many admission slots each already uses."""
+        count = sa.func.count()
         query = (
-            sa.select(WritebackJob)
-            .where(jobs_t.c.state.in_(_IN_FLIGHT), jobs_t.c.due_at <= now)
-            .order_by(jobs_t.c.due_at)
+            sa.select(jobs_t.c.tenant, count.filter(_OCCUPIES_SLOT))
+            .where(jobs_t.c.state.in_(_IN_FLIGHT))
+            .group_by(jobs_t.c.tenant)
+            .having(count.filter(sa.and_(_HELD, jobs_t.c.due_at <= now)) > 0)
+        )
+        return {tenant: occupied for tenant, occupied in self._s.execute(query)}
+
+    def held_due(self, tenant: str, now: datetime, limit: int) -> list[WritebackJob]:
+        query = (
+            sa.select(jobs_t)
+            .where(jobs_t.c.tenant == tenant, _HELD, jobs_t.c.due_at <= now)
+            .order_by(jobs_t.c.due_at, jobs_t.c.created_at)
             .limit(limit)
         )
-        return self._s.scalars(query).all()
+        return [_job(row) for row in self._s.execute(query)]
 
-    def mark_redelivered(self, job_id: str, now: datetime, due_at: datetime) -> bool:
-        stmt = (
-            sa.update(jobs_t)
-            .where(jobs_t.c.id == job_id, jobs_t.c.state.in_(_IN_FLIGHT), jobs_t.c.due_at <= now)
-            .values(
-                delivery_id=None,
-                due_at=due_at,
-                redeliveries=jobs_t.c.redeliveries + 1,
-                updated_at=now,
-            )
+    def lease_expired(self, now: datetime, limit: int) -> list[WritebackJob]:
+        query = (
+            sa.select(jobs_t)
+            .where(jobs_t.c.state == str(JobState.RUNNING), jobs_t.c.lease_until < now)
+            .limit(limit)
         )
-        return self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+        return [_job(row) for row in self._s.execute(query)]
 
-    def fail_lost(self, job_id: str, now: datetime, message: str) -> bool:
-        stmt = (
-            sa.update(jobs_t)
-            .where(jobs_t.c.id == job_id, jobs_t.c.state.in_(_IN_FLIGHT), jobs_t.c.due_at <= now)
-            .values(
-                state=str(JobState.FAILED),
-                error_code="delivery_lost",
-                error_message=message,
-                delivery_id=None,
-                due_at=None,
-                finished_at=now,
-                updated_at=now,
+    def outstanding(self, not_picked_since: datetime, limit: int) -> list[WritebackJob]:
+        """Jobs whose message waits in the broker, oldest first (`updated_at` is when it was
+        sent, since sending is the job's last change)."""
+        query = (
+            sa.select(jobs_t)
+            .where(
+                jobs_t.c.state.in_(_WAITING),
+                jobs_t.c.message_id.is_not(None),
+                jobs_t.c.updated_at < not_picked_since,
             )
+            .order_by(jobs_t.c.updated_at)
+            .limit(limit)
         )
-        return self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+        return [_job(row) for row in self._s.execute(query)]
 
-    def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> Sequence[WritebackJob]:
-        query = self._filtered(sa.select(WritebackJob), where)
+    def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> list[WritebackJob]:
+        query = self._filtered(sa.select(jobs_t), where)
         if after is not None:
             query = query.where(
                 sa.tuple_(jobs_t.c.created_at, jobs_t.c.id) < (after.created_at, after.id)
             )
         query = query.order_by(jobs_t.c.created_at.desc(), jobs_t.c.id.desc()).limit(limit)
-        return self._s.scalars(query).all()
+        return [_job(row) for row in self._s.execute(query)]
 
     def count(self, where: JobFilter) -> int:
         query = self._filtered(sa.select(sa.func.count()).select_from(jobs_t), where)
         return int(self._s.scalar(query) or 0)
+
+    def count_by_state(self) -> dict[JobState, int]:
+        query = sa.select(jobs_t.c.state, sa.func.count()).group_by(jobs_t.c.state)
+        return {JobState(state): n for state, n in self._s.execute(query)}
 
     @staticmethod
     def _filtered(query: Any, where: JobFilter) -> Any:
         if where.account_id is not None:
             query = query.where(jobs_t.c.account_id == where.account_id)
         if where.states:
-            query = query.where(jobs_t.c.state.in_(where.states))
+            query = query.where(jobs_t.c.state.in_([str(s) for s in where.states]))
         if where.kinds:
-            query = query.where(jobs_t.c.kind.in_(where.kinds))
+            query = query.where(jobs_t.c.kind.in_([str(k) for k in where.kinds]))
         if where.created_before is not None:
             query = query.where(jobs_t.c.created_at < where.created_before)
         if where.connection_id is not None:
@@ -231,37 +318,25 @@ class SqlJobRepository:
             )
         return query
 
-    def requeue_failed(self, job_id: str, step: Step, now: datetime, due_at: datetime) -> bool:
-        stmt = (
-            sa.update(jobs_t)
-            .where(jobs_t.c.id == job_id, jobs_t.c.state == str(JobState.FAILED))
-            .values(
-                state=str(JobState.QUEUED),
-                step=str(step),
-                attempts=0,
-                error_code=None,
-                error_message=None,
-                delivery_id=None,
-                redeliveries=0,
-                finished_at=None,
-                due_at=due_at,
-                updated_at=now,
+    def add_event(self, event: JobEvent) -> None:
+        self._s.execute(
+            sa.insert(tables.job_events).values(
+                job_id=event.job_id,
+                at=event.at,
+                step=str(event.step),
+                event=event.event,
+                detail=event.detail,
             )
         )
-        try:
-            return self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
-        except IntegrityError:
-            self._s.rollback()  # the transaction is void, as in add()
-            job = self.get(job_id)
-            winner = self.in_flight_for_session(job.session_id) if job else None
-            raise JobInFlight(winner.id if winner else "unknown") from None
 
-    def add_event(self, event: JobEvent) -> None:
-        self._s.add(event)
-
-    def events(self, job_id: str) -> Sequence[JobEvent]:
-        query = sa.select(JobEvent).filter_by(job_id=job_id).order_by(tables.job_events.c.id)
-        return self._s.scalars(query).all()
+    def events(self, job_id: str, after_id: int = 0) -> list[JobEvent]:
+        events_t = tables.job_events
+        query = (
+            sa.select(events_t)
+            .where(events_t.c.job_id == job_id, events_t.c.id > after_id)
+            .order_by(events_t.c.id)
+        )
+        return [_event(row) for row in self._s.execute(query)]
 
 
 class SqlDraftRepository:

@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from writeback.domain.model import IN_FLIGHT_STATES, JobState
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -18,7 +20,10 @@ metadata = sa.MetaData(
     }
 )
 
-IN_FLIGHT = "state IN ('queued', 'running', 'retrying')"
+IN_FLIGHT = "state IN ({})".format(", ".join(f"'{state}'" for state in IN_FLIGHT_STATES))
+# A session is closed once per kind: a job that is not failed, or that may have posted its note
+# (then it is retried, never replaced by a second job that would post a second note).
+CLOSES_SESSION = f"state <> '{JobState.FAILED}' OR post_started_at IS NOT NULL"
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
@@ -132,8 +137,11 @@ writeback_jobs = sa.Table(
     sa.Column("error_code", sa.String(60), nullable=True),
     sa.Column("error_message", sa.Text, nullable=True),
     sa.Column("post_started_at", UtcDateTime, nullable=True),
-    sa.Column("delivery_id", sa.String(200), nullable=True),
+    sa.Column("tenant", sa.String(80), nullable=False),
+    sa.Column("message_id", sa.String(80), nullable=True),
+    sa.Column("lease_until", UtcDateTime, nullable=True),
     sa.Column("redeliveries", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
     sa.Column("due_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
@@ -144,6 +152,22 @@ writeback_jobs = sa.Table(
         "uq_writeback_jobs_session_in_flight",
         "session_id",
         unique=True,
+        postgresql_where=sa.text(IN_FLIGHT),
+        sqlite_where=sa.text(IN_FLIGHT),
+    ),
+    sa.Index(
+        "uq_writeback_jobs_session_kind_closes",
+        "session_id",
+        "kind",
+        unique=True,
+        postgresql_where=sa.text(CLOSES_SESSION),
+        sqlite_where=sa.text(CLOSES_SESSION),
+    ),
+    # Admission counts a tenant's in-flight jobs: only in-flight rows are indexed.
+    sa.Index(
+        "ix_writeback_jobs_tenant_in_flight",
+        "tenant",
+        "due_at",
         postgresql_where=sa.text(IN_FLIGHT),
         sqlite_where=sa.text(IN_FLIGHT),
     ),

@@ -1,6 +1,7 @@
 """A request budget per PSA tenant, shared by every worker: a token bucket in Redis (or in the
 process, on the embedded defaults). A burst of jobs for one tenant is spread out instead of
-provoking a storm of 429s; a job that would wait long is deferred with a Retry-After."""
+provoking a storm of 429s. A request that does not fit is not sent and not waited for in the
+worker: BudgetWait tells the pipeline when a token is due, and the job is held until then."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Protocol
 
 import redis
 
-from writeback.domain.errors import PsaTransientError
+from writeback.domain.errors import BudgetWait
 
 
 @dataclass(frozen=True)
@@ -86,36 +87,21 @@ class LocalBucket:
 
 
 class RequestBudget:
-    def __init__(
-        self,
-        bucket: Bucket,
-        rates: dict[str, Rate],
-        *,
-        max_inline_wait: float = 5.0,
-        defer_spread: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, bucket: Bucket, rates: dict[str, Rate]) -> None:
         self._bucket, self._rates = bucket, rates
-        self._max_inline_wait, self._defer_spread, self._sleep = (
-            max_inline_wait,
-            defer_spread,
-            sleep,
-        )
 
     def gate(self, provider: str, tenant: str) -> Callable[[], None]:
         """What to call before each request to that tenant."""
         rate, key = self._rates[provider], f"writeback:budget:{provider}:{tenant}"
 
         def acquire() -> None:
-            waited = 0.0
-            while (wait := self._bucket.take(key, rate)) > 0:
-                if waited + wait > self._max_inline_wait:
-                    # Come back later, spread out so deferred jobs do not return as one burst.
-                    raise PsaTransientError(
-                        f"{provider} request budget for this tenant is spent",
-                        retry_after=wait + random.uniform(0, self._defer_spread),
-                    )
-                self._sleep(wait)
-                waited += wait
+            wait = self._bucket.take(key, rate)
+            if wait > 0:
+                # Spread over one more token's time, so the tenant's held jobs do not all come
+                # back for the same token.
+                raise BudgetWait(
+                    f"{provider} request budget for this tenant is spent",
+                    wait + random.uniform(0, 1 / rate.per_second),
+                )
 
         return acquire

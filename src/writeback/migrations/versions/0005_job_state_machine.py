@@ -1,0 +1,63 @@
+"""job state machine: one outstanding message per job, heartbeat leases, versions, tenants,
+and one close per session and kind
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from writeback.adapters.db.tables import CLOSES_SESSION, IN_FLIGHT
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("writeback_jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("tenant", sa.String(80), nullable=False, server_default=""))
+        batch_op.add_column(sa.Column("message_id", sa.String(80), nullable=True))
+        batch_op.add_column(sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("version", sa.Integer, nullable=False, server_default="0"))
+        batch_op.drop_column("delivery_id")
+    # Jobs in flight at upgrade time hold no message: the scheduler admits them again.
+    op.execute(
+        """UPDATE writeback_jobs SET tenant = (
+             SELECT CASE WHEN s.psa_connection_id IS NOT NULL AND s.psa_ticket_id IS NOT NULL
+                         THEN 'psa:' || s.psa_connection_id ELSE 'local:' || s.account_id END
+             FROM ai_sessions s WHERE s.id = writeback_jobs.session_id)"""
+    )
+    with op.batch_alter_table("writeback_jobs", schema=None) as batch_op:
+        batch_op.alter_column("tenant", server_default=None)
+        batch_op.alter_column("version", server_default=None)
+        batch_op.create_index(
+            "uq_writeback_jobs_session_kind_closes",
+            ["session_id", "kind"],
+            unique=True,
+            postgresql_where=sa.text(CLOSES_SESSION),
+            sqlite_where=sa.text(CLOSES_SESSION),
+        )
+        batch_op.create_index(
+            "ix_writeback_jobs_tenant_in_flight",
+            ["tenant", "due_at"],
+            unique=False,
+            postgresql_where=sa.text(IN_FLIGHT),
+            sqlite_where=sa.text(IN_FLIGHT),
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("writeback_jobs", schema=None) as batch_op:
+        batch_op.drop_index("ix_writeback_jobs_tenant_in_flight")
+        batch_op.drop_index("uq_writeback_jobs_session_kind_closes")
+        batch_op.add_column(sa.Column("delivery_id", sa.String(200), nullable=True))
+        batch_op.drop_column("version")
+        batch_op.drop_column("lease_until")
+        batch_op.drop_column("message_id")
+        batch_op.drop_column("tenant")
