@@ -4,6 +4,7 @@ from the real providers."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 from collections import defaultdict
@@ -13,14 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from writeback.domain.errors import (
-    JobInFlight,
+    PsaAmbiguousError,
     PsaAuthError,
     PsaNotFound,
     PsaRejected,
-    PsaTransientError,
 )
 from writeback.domain.model import (
-    IN_FLIGHT_STATES,
+    SESSION_STATUS_BY_KIND,
+    WAITING_STATES,
     Account,
     AccountSettings,
     AiSession,
@@ -31,6 +32,7 @@ from writeback.domain.model import (
     JobCursor,
     JobEvent,
     JobFilter,
+    JobKind,
     JobState,
     NoteType,
     PostedNote,
@@ -40,6 +42,7 @@ from writeback.domain.model import (
     Ticket,
     User,
     WritebackJob,
+    closed_conflict,
 )
 
 _ids = itertools.count(1)
@@ -123,67 +126,124 @@ class FakeSessions:
     def get(self, session_id: int, account_id: int | None = None) -> AiSession | None:
         return _owned(self.s.sessions.get(session_id), account_id)
 
+    def close(self, session_id: int, kind: JobKind, markdown: str, now: datetime) -> None:
+        session = self.s.sessions[session_id]
+        session.status = SESSION_STATUS_BY_KIND[kind]
+        if kind is JobKind.RESOLVE:
+            session.resolution_note_markdown, session.resolved_at = markdown, now
+        else:
+            session.escalation_package_markdown, session.escalated_at = markdown, now
+        session.state_version += 1
+        session.updated_at = now
+
+
+def _closes_session(job: WritebackJob) -> bool:
+    return job.state is not JobState.FAILED or job.post_started_at is not None
+
 
 class FakeJobs:
+    """Rows in, copies out, saves guarded by version, and the schema's two partial unique
+    indexes: what the SQL repository does, in memory."""
+
     def __init__(self, store: Store) -> None:
         self.s = store
 
+    def _check_indexes(self, job: WritebackJob) -> None:
+        others = [
+            j for j in self.s.jobs.values() if j.id != job.id and j.session_id == job.session_id
+        ]
+        if (
+            any(j.in_flight for j in others)
+            and job.in_flight
+            or any(j.kind is job.kind and _closes_session(j) for j in others)
+            and _closes_session(job)
+        ):
+            blocking = self.blocking(job.session_id, job.kind, excluding=job.id)
+            assert blocking is not None
+            raise closed_conflict(blocking)
+
     def add(self, job: WritebackJob) -> None:
-        running = self.in_flight_for_session(job.session_id)
-        if running is not None:  # what the partial unique index does
-            raise JobInFlight(running.id)
-        self.s.jobs[job.id] = job
+        self._check_indexes(job)
+        job.loaded_version = job.version
+        self.s.jobs[job.id] = copy.deepcopy(job)
 
     def get(self, job_id: str, account_id: int | None = None) -> WritebackJob | None:
-        return _owned(self.s.jobs.get(job_id), account_id)
+        return copy.deepcopy(_owned(self.s.jobs.get(job_id), account_id))
 
-    def in_flight_for_session(self, session_id: int) -> WritebackJob | None:
-        return next(
-            (
-                j
-                for j in self.s.jobs.values()
-                if j.session_id == session_id and j.state in IN_FLIGHT_STATES
-            ),
-            None,
-        )
-
-    def claim(
-        self, job_id: str, step: Step, delivery_id: str, now: datetime, lease_until: datetime
-    ) -> bool:
-        job = self.s.jobs.get(job_id)
-        if job is None or job.step != step or job.state not in IN_FLIGHT_STATES:
+    def save(self, job: WritebackJob) -> bool:
+        stored = self.s.jobs.get(job.id)
+        if stored is None or stored.version != job.loaded_version:
             return False
-        if job.delivery_id not in (None, delivery_id) and not (job.due_at and job.due_at <= now):
-            return False
-        job.state, job.attempts, job.delivery_id = JobState.RUNNING, job.attempts + 1, delivery_id
-        job.due_at, job.updated_at = lease_until, now
+        self._check_indexes(job)
+        job.loaded_version = job.version
+        self.s.jobs[job.id] = copy.deepcopy(job)
         return True
 
-    def due(self, now: datetime, limit: int) -> list[WritebackJob]:
-        due = [
+    def heartbeat(self, job_id: str, message_id: str, lease_until: datetime) -> bool:
+        job = self.s.jobs.get(job_id)
+        if job is None or job.message_id != message_id or job.state is not JobState.RUNNING:
+            return False
+        job.lease_until = lease_until
+        return True
+
+    def blocking(
+        self, session_id: int, kind: JobKind, excluding: str | None = None
+    ) -> WritebackJob | None:
+        found = [
             j
             for j in self.s.jobs.values()
-            if j.state in IN_FLIGHT_STATES and j.due_at is not None and j.due_at <= now
+            if j.session_id == session_id
+            and j.id != excluding
+            and (j.in_flight or (j.kind is kind and _closes_session(j)))
         ]
-        return sorted(due, key=lambda j: j.due_at or now)[:limit]
+        return copy.deepcopy(max(found, key=lambda j: j.created_at)) if found else None
 
-    def mark_redelivered(self, job_id: str, now: datetime, due_at: datetime) -> bool:
-        job = self.s.jobs[job_id]
-        if job.state not in IN_FLIGHT_STATES or job.due_at is None or job.due_at > now:
-            return False
-        job.delivery_id, job.due_at, job.redeliveries = None, due_at, job.redeliveries + 1
-        return True
+    def _in_flight(self, tenant: str | None = None) -> list[WritebackJob]:
+        return [j for j in self.s.jobs.values() if j.in_flight and tenant in (None, j.tenant)]
 
-    def fail_lost(self, job_id: str, now: datetime, message: str) -> bool:
-        job = self.s.jobs[job_id]
-        if job.state not in IN_FLIGHT_STATES or job.due_at is None or job.due_at > now:
-            return False
-        job.state, job.error_code, job.error_message = JobState.FAILED, "delivery_lost", message
-        job.due_at, job.finished_at = None, now
-        return True
+    def occupied_slots(self, tenant: str) -> int:
+        return sum(
+            1
+            for j in self._in_flight(tenant)
+            if j.message_id is not None or j.state is JobState.RUNNING
+        )
+
+    def tenants_waiting(self, now: datetime) -> dict[str, int]:
+        tenants = {j.tenant for j in self._in_flight() if j.held and j.due_at and j.due_at <= now}
+        return {tenant: self.occupied_slots(tenant) for tenant in tenants}
+
+    def held_due(self, tenant: str, now: datetime, limit: int) -> list[WritebackJob]:
+        due = [j for j in self._in_flight(tenant) if j.held and j.due_at and j.due_at <= now]
+        due.sort(key=lambda j: (j.due_at or now, j.created_at))
+        return copy.deepcopy(due[:limit])
+
+    def lease_expired(self, now: datetime, limit: int) -> list[WritebackJob]:
+        return copy.deepcopy(
+            [
+                j
+                for j in self._in_flight()
+                if j.state is JobState.RUNNING and j.lease_until and j.lease_until < now
+            ][:limit]
+        )
+
+    def outstanding(self, not_picked_since: datetime, limit: int) -> list[WritebackJob]:
+        waiting = [
+            j
+            for j in self._in_flight()
+            if j.state in WAITING_STATES
+            and j.message_id is not None
+            and j.updated_at < not_picked_since
+        ]
+        return copy.deepcopy(sorted(waiting, key=lambda j: j.updated_at)[:limit])
 
     def count(self, where: JobFilter) -> int:
         return len(self.find(where, None, len(self.s.jobs)))
+
+    def count_by_state(self) -> dict[JobState, int]:
+        counts: dict[JobState, int] = defaultdict(int)
+        for job in self.s.jobs.values():
+            counts[job.state] += 1
+        return dict(counts)
 
     def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> list[WritebackJob]:
         def matches(job: WritebackJob) -> bool:
@@ -200,25 +260,14 @@ class FakeJobs:
         found = sorted(
             filter(matches, self.s.jobs.values()), key=lambda j: (j.created_at, j.id), reverse=True
         )
-        return found[:limit]
-
-    def requeue_failed(self, job_id: str, step: Step, now: datetime, due_at: datetime) -> bool:
-        job = self.s.jobs[job_id]
-        if job.state != JobState.FAILED:
-            return False
-        running = self.in_flight_for_session(job.session_id)
-        if running is not None:
-            raise JobInFlight(running.id)
-        job.state, job.step, job.attempts, job.redeliveries = JobState.QUEUED, step, 0, 0
-        job.error_code = job.error_message = job.delivery_id = job.finished_at = None
-        job.due_at, job.updated_at = due_at, now
-        return True
+        return copy.deepcopy(found[:limit])
 
     def add_event(self, event: JobEvent) -> None:
+        event.id = len(self.s.events) + 1
         self.s.events.append(event)
 
-    def events(self, job_id: str) -> list[JobEvent]:
-        return [e for e in self.s.events if e.job_id == job_id]
+    def events(self, job_id: str, after_id: int = 0) -> list[JobEvent]:
+        return [e for e in self.s.events if e.job_id == job_id and (e.id or 0) > after_id]
 
 
 class FakeDrafts:
@@ -233,25 +282,34 @@ class FakeDrafts:
 
 
 class FakeUnitOfWork:
+    """Stages every write on a copy of the store: commit publishes it, anything else (an
+    exception, a return without commit) drops it, as a database transaction would."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.accounts = FakeAccounts(store)
-        self.connections = FakeConnections(store)
-        self.sessions = FakeSessions(store)
-        self.jobs = FakeJobs(store)
-        self.drafts = FakeDrafts(store)
+        self.committed = False
 
     def __enter__(self) -> FakeUnitOfWork:
+        self._staged = copy.deepcopy(self.store)
+        self.accounts = FakeAccounts(self._staged)
+        self.connections = FakeConnections(self._staged)
+        self.sessions = FakeSessions(self._staged)
+        self.jobs = FakeJobs(self._staged)
+        self.drafts = FakeDrafts(self._staged)
         return self
 
     def __exit__(self, *exc: object) -> None:
         pass
 
     def commit(self) -> None:
-        self.store.commits += 1
+        commits = self.store.commits + 1
+        self.store.__dict__.update(copy.deepcopy(self._staged).__dict__)
+        self.store.commits = commits
+        self._staged.commits = commits
+        self.committed = True
 
     def rollback(self) -> None:
-        pass
+        self.__enter__()
 
 
 @dataclass
@@ -315,7 +373,7 @@ class FakePsaProvider:
         self.notes[ticket_id].append(note)
         if self.drop_after_post:
             self.drop_after_post -= 1
-            raise PsaTransientError("POST notes failed: ConnectionError")
+            raise PsaAmbiguousError("POST notes failed: ConnectionError")
         return PostedNote(note.id, ticket_id)
 
     def find_note(self, ticket_id: str, marker: str) -> PostedNote | None:
@@ -364,14 +422,29 @@ class FakeRegistry:
 
 
 class FakeQueue:
-    def __init__(self) -> None:
-        self.enqueued: list[tuple[str, Step]] = []
-        self.broken = False
+    """Records what was sent; `broken` refuses sends; `epoch` changes when the broker 'loses'
+    its messages (as a Redis restart does)."""
 
-    def enqueue(self, job_id: str, from_step: Step) -> None:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Step, str]] = []
+        self.broken = False
+        self.epoch = 1
+        self._ids = itertools.count(1)
+
+    @property
+    def enqueued(self) -> list[tuple[str, Step]]:
+        return [(job_id, step) for job_id, step, _ in self.sent]
+
+    def new_message_id(self) -> str:
+        return f"{self.epoch}.m{next(self._ids)}"
+
+    def enqueue(self, job_id: str, step: Step, message_id: str) -> None:
         if self.broken:
             raise ConnectionError("broker down")
-        self.enqueued.append((job_id, from_step))
+        self.sent.append((job_id, step, message_id))
+
+    def lost(self, message_id: str) -> bool:
+        return message_id.split(".", 1)[0] != str(self.epoch)
 
 
 class FakeSealer:

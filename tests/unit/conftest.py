@@ -8,17 +8,21 @@ import pytest
 from tests.fakes import FakePsaProvider, FakeQueue, FakeRegistry, FakeUnitOfWork, Store
 from writeback.domain import services
 from writeback.domain.drafting import Drafting, DraftPolicy, fingerprint, render_escalation
+from writeback.domain.jobs import JobService
+from writeback.domain.lease import LeaseKeeper
 from writeback.domain.model import (
+    FINAL_STATES,
     AccountSettings,
     Draft,
     JobKind,
     PromptInput,
     PsaConnection,
-    Step,
+    WritebackJob,
 )
 from writeback.domain.pipeline import Action, StepResult, WritebackPipeline
 from writeback.domain.redaction import Redactor
 from writeback.domain.retry import RetryPolicy
+from writeback.domain.scheduler import Scheduler
 from writeback.domain.status_targets import StatusCatalog
 
 
@@ -47,6 +51,7 @@ class World:
     sleeps: list[float] = field(default_factory=list)
     drafter: CountingDrafter = field(default_factory=lambda: CountingDrafter())
     statuses: StatusCatalog = field(default_factory=lambda: StatusCatalog(FakeClock()))
+    _delivered: int = 0
 
     @property
     def drafting(self) -> Drafting:
@@ -58,13 +63,29 @@ class World:
     def pipeline(self) -> WritebackPipeline:
         return WritebackPipeline(
             uow=self.uow,
+            queue=self.queue,
             registry=FakeRegistry(self.provider),
             drafting=self.drafting,
             statuses=self.statuses,
             policy=self.policy,
+            leases=LeaseKeeper(uow=self.uow, clock=self.clock, lease=self.policy.step_lease),
             clock=self.clock,
             sleep=self.sleeps.append,
         )
+
+    @property
+    def jobs(self) -> JobService:
+        return JobService(
+            uow=self.uow,
+            queue=self.queue,
+            drafting=self.drafting,
+            policy=self.policy,
+            clock=self.clock,
+        )
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return Scheduler(uow=self.uow, queue=self.queue, policy=self.policy, clock=self.clock)
 
     def configure_statuses(self, resolved: int | None = 42, escalated: int | None = 43) -> None:
         self.store.settings[self.principal.account_id] = AccountSettings(
@@ -94,31 +115,34 @@ class World:
         kind: JobKind = JobKind.RESOLVE,
         markdown: str | None = "## Resolution\nRestarted the spooler.",
     ) -> str:
-        job = services.request_writeback(
-            self.principal,
-            session_id,
-            kind,
-            markdown,
-            uow=self.uow,
-            queue=self.queue,
-            clock=self.clock,
-            enqueue_grace=self.policy.enqueue_grace,
-        )
-        return job.id
+        return self.jobs.request_writeback(self.principal, session_id, kind, markdown).id
 
-    def run(self, job_id: str, delivery: str = "delivery-1", max_runs: int = 50) -> StepResult:
-        """Drive the job through its steps as a worker would, Celery retries included."""
-        pipeline = self.pipeline()
+    def job(self, job_id: str) -> WritebackJob:
+        return self.store.jobs[job_id]
+
+    def deliver(self) -> StepResult | None:
+        """Run the oldest message not yet run, as a worker would; None when none is left."""
+        if self._delivered >= len(self.queue.sent):
+            return None
+        job_id, step, message_id = self.queue.sent[self._delivered]
+        self._delivered += 1
+        return self.pipeline().run_step(job_id, step, message_id)
+
+    def run(self, job_id: str, max_runs: int = 60) -> StepResult:
+        """Drive the job to a final state as workers and beat would: run each message, and let
+        time pass to the next due wait when the job is held."""
         result = StepResult(Action.SKIPPED)
         for _ in range(max_runs):
-            step = Step(self.store.jobs[job_id].step)
-            if step is Step.DONE:
+            if self.job(job_id).state in FINAL_STATES:
                 return result
-            result = pipeline.run_step(job_id, step, delivery)
-            if result.action in (Action.FAILED, Action.FINISHED, Action.SKIPPED, Action.PARKED):
-                return result
-            if result.action is Action.RETRY:
-                self.clock.advance(result.countdown)
+            delivered = self.deliver()
+            if delivered is not None:
+                result = delivered
+                continue
+            due = self.job(job_id).due_at
+            if due is not None and due > self.clock():
+                self.clock.now = due
+            self.scheduler.tick()
         raise AssertionError("job did not settle")
 
 
@@ -153,7 +177,9 @@ def world() -> World:
         credentials_encrypted=b"sealed",
         created_at=clock(),
     )
-    FakeUnitOfWork(store).connections.add(connection)
+    with FakeUnitOfWork(store) as tx:
+        tx.connections.add(connection)
+        tx.commit()
     assert connection.id is not None
     policy = RetryPolicy(verify_backoff_base=0.5, verify_backoff_max=2.0)
     return World(store, FakePsaProvider(), FakeQueue(), clock, policy, principal, connection.id)

@@ -31,9 +31,19 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert settings.retry.verify_attempts == 6
 
 
-def test_a_countdown_that_could_outlive_the_visibility_timeout_is_refused() -> None:
-    with pytest.raises(ConfigError, match="visibility timeout"):
-        load_settings({"WRITEBACK_MAX_COUNTDOWN": "3600"})
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"WRITEBACK_SWEEP_INTERVAL": "40"}, "WRITEBACK_SWEEP_INTERVAL"),
+        ({"WRITEBACK_STEP_LEASE": "2"}, "WRITEBACK_STEP_LEASE"),
+        ({"WRITEBACK_POST_SETTLE": "5", "WRITEBACK_PSA_TIMEOUT": "30"}, "WRITEBACK_POST_SETTLE"),
+    ],
+)
+def test_timings_under_which_a_live_step_could_be_taken_over_are_refused(
+    env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env)
 
 
 def test_malformed_numbers_name_the_variable() -> None:

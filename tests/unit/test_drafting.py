@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes import FakeUnitOfWork
 from tests.unit.conftest import World
 from writeback.domain.drafting import (
     ESCALATION_HEADINGS,
@@ -13,8 +12,8 @@ from writeback.domain.drafting import (
     render_resolution,
     violations,
 )
-from writeback.domain.errors import DraftRejected
-from writeback.domain.model import JobKind, PromptInput
+from writeback.domain.errors import DraftRejected, InvalidInput
+from writeback.domain.model import Draft, JobKind, PromptInput
 
 PROMPT = PromptInput(JobKind.RESOLVE, "intake", (), None, frozenset({"Hunter2!x"}))
 ESCALATION = PromptInput(JobKind.ESCALATE, "intake", (), None, frozenset())
@@ -62,29 +61,52 @@ def test_an_escalation_missing_a_section_is_refused() -> None:
 
 def test_previews_are_cached_per_session_state_and_kind(world: World) -> None:
     session_id = world.session(ticket_id=None)
-    session = world.store.sessions[session_id]
-    drafting = world.drafting
-    tx = FakeUnitOfWork(world.store)
 
-    first, cached_first = drafting.draft(tx, JobKind.RESOLVE, session)
-    again, cached_again = drafting.draft(tx, JobKind.RESOLVE, session)
-    other_kind, cached_other = drafting.draft(tx, JobKind.ESCALATE, session)
+    def preview(kind: JobKind) -> tuple[Draft, bool]:
+        return world.jobs.preview(world.principal, session_id, kind)
+
+    first, cached_first = preview(JobKind.RESOLVE)
+    again, cached_again = preview(JobKind.RESOLVE)
+    other_kind, cached_other = preview(JobKind.ESCALATE)
     assert (cached_first, cached_again, cached_other) == (False, True, False)
     assert first == again and other_kind.markdown.startswith("## Problem\ndrafted escalate")
     assert world.drafter.calls == 2
 
+    session = world.store.sessions[session_id]
     session.conversation_messages = [
         *session.conversation_messages,
         {"role": "user", "content": "It is back."},
     ]
-    assert drafting.draft(tx, JobKind.RESOLVE, session)[1] is False  # the state changed
+    assert preview(JobKind.RESOLVE)[1] is False  # the state changed
     assert world.drafter.calls == 3
 
 
 def test_an_invalid_draft_is_refused_not_cached_and_not_trimmed(world: World) -> None:
-    session = world.store.sessions[world.session(ticket_id=None)]
+    session_id = world.session(ticket_id=None)
     world.drafter.markdown = "Fixed. Details: https://evil.example/x"
     with pytest.raises(DraftRejected) as caught:
-        world.drafting.draft(FakeUnitOfWork(world.store), JobKind.RESOLVE, session)
+        world.jobs.preview(world.principal, session_id, JobKind.RESOLVE)
     assert caught.value.code == "draft_invalid" and "evil.example" in caught.value.message
     assert world.store.drafts == {}
+
+
+@pytest.mark.parametrize(
+    ("markdown", "named"),
+    [
+        ("Fixed ![x](https://evil.example/pixel.png)", "evil.example"),
+        ("Fixed. The admin password: Hunter2Secret!", "secret"),
+    ],
+)
+def test_technician_markdown_passes_the_same_policy_as_drafts(
+    world: World, markdown: str, named: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        world.request(world.session(ticket_id=None), markdown=markdown)
+    assert caught.value.field == "markdown" and named in caught.value.message
+    assert world.store.jobs == {}
+
+
+def test_chat_text_cannot_forge_a_heading_of_the_note() -> None:
+    note = render_resolution("Printer\n## Resolution\nforged", "Restarted", ["# also forged"])
+    headings = [line for line in note.splitlines() if line.startswith("#")]
+    assert headings == ["## Issue", "## Resolution", "## If it happens again"]

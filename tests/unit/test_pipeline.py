@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 
 import pytest
 
 from tests.unit.conftest import World
-from writeback.domain.errors import PsaAuthError, PsaTransientError
+from writeback.domain.errors import (
+    BudgetWait,
+    CredentialsUnreadable,
+    PsaAuthError,
+    PsaRejected,
+    PsaTransientError,
+    SiteUrlRefused,
+)
 from writeback.domain.model import PIPELINE, JobKind, JobState, NoteType, SessionStatus, Step
-from writeback.domain.pipeline import Action
+from writeback.domain.pipeline import Action, note_text
 
 
 def test_local_resolve_stores_markdown_and_flips_status_without_psa_calls(world: World) -> None:
@@ -78,6 +86,11 @@ def test_unconfigured_status_posts_note_and_skips_transition(world: World) -> No
     assert world.provider.count("get_ticket") == 0
 
 
+def _verify_failures(world: World, job_id: str) -> list[str]:
+    [verify] = [e for e in world.store.events if e.job_id == job_id and e.step == Step.VERIFY]
+    return list(verify.detail.get("failed_attempts", []))
+
+
 def test_status_not_applied_is_retried_with_backoff_until_it_verifies(world: World) -> None:
     world.configure_statuses()
     world.provider.ignore_status_changes = 2  # first PATCH and first re-PATCH do not stick
@@ -85,10 +98,9 @@ def test_status_not_applied_is_retried_with_backoff_until_it_verifies(world: Wor
 
     world.run(job_id)
 
-    job = world.store.jobs[job_id]
+    job = world.job(job_id)
     assert job.state == "succeeded" and job.verified_status_id == 42
-    failures = [e for e in world.store.events if e.event == "verification_failed"]
-    assert len(failures) == 2
+    assert len(_verify_failures(world, job_id)) == 2
     assert world.sleeps == [0.5, 1.0]  # exponential, from the policy's base
     assert len(world.provider.notes["1004"]) == 1
 
@@ -100,51 +112,68 @@ def test_status_that_never_applies_fails_the_job_with_did_not_verify(world: Worl
 
     result = world.run(job_id)
 
-    job = world.store.jobs[job_id]
+    job = world.job(job_id)
     assert result.action is Action.FAILED
     assert job.state == JobState.FAILED and job.step == Step.VERIFY
     assert job.error == {"code": "status_verification_failed", "message": job.error_message}
     assert "did not verify" in (job.error_message or "")
-    failures = [e for e in world.store.events if e.event == "verification_failed"]
-    assert len(failures) == world.policy.verify_attempts - 1  # the last one fails the job
-    assert job.attempts == world.policy.verify_attempts
     assert len(world.sleeps) == world.policy.verify_attempts - 1
     assert max(world.sleeps) <= world.policy.verify_backoff_max
     assert len(world.provider.notes["1005"]) == 1
     assert world.store.sessions[job.session_id].status == SessionStatus.ACTIVE
 
 
-def test_transient_psa_failures_are_retried_and_honour_retry_after(world: World) -> None:
+def test_a_429_before_anything_was_posted_is_retried_after_exactly_its_retry_after(
+    world: World,
+) -> None:
     world.configure_statuses()
-    world.provider.fail_next["post_note"] = [
-        PsaTransientError("429", retry_after=7.0),
-        PsaTransientError("503"),
-    ]
+    world.provider.fail_next["post_note"] = [PsaTransientError("429", retry_after=1.0)]
     job_id = world.request(world.session("1006"))
-    pipeline = world.pipeline()
-    pipeline.run_step(job_id, Step.DRAFT, "d")
+    world.deliver()  # draft
+    started = world.clock()
 
-    first = pipeline.run_step(job_id, Step.POST_NOTE, "d")
-    assert first.action is Action.RETRY and first.countdown >= 7.0
-    assert world.store.jobs[job_id].state == JobState.RETRYING
-    assert world.store.jobs[job_id].error == {"code": "psa_unavailable", "message": "429"}
+    assert world.deliver().action is Action.HELD  # type: ignore[union-attr]
+    job = world.job(job_id)
+    assert job.state == JobState.RETRYING and job.message_id is None  # held, no message
+    assert job.error == {"code": "psa_unavailable", "message": "429"}
+    assert job.due_at == started + timedelta(seconds=1)  # no post-settle: nothing was sent
 
     world.run(job_id)
-    assert world.store.jobs[job_id].state == JobState.SUCCEEDED
+    assert world.job(job_id).state == JobState.SUCCEEDED
     assert len(world.provider.notes["1006"]) == 1
 
 
-def test_retry_after_beyond_the_broker_limit_parks_the_job_in_the_database(world: World) -> None:
-    world.provider.fail_next["post_note"] = [PsaTransientError("429", retry_after=3600.0)]
+def test_a_lost_answer_to_a_sent_post_waits_the_settle_time_then_finds_the_note(
+    world: World,
+) -> None:
+    """A timed-out POST may still be running on the PSA: retrying at once would not find the
+    note yet and post a second one."""
+    world.provider.drop_after_post = 1  # stored, then the answer is lost (ambiguous)
+    job_id = world.request(world.session("1016"))
+    world.deliver()
+    started = world.clock()
+    assert world.deliver().action is Action.HELD  # type: ignore[union-attr]
+    assert world.job(job_id).due_at >= started + timedelta(seconds=world.policy.post_settle)  # type: ignore[operator]
+
+    world.run(job_id)
+    assert len(world.provider.notes["1016"]) == 1
+    assert world.provider.count("find_note") == 1 and world.provider.count("post_note") == 1
+
+
+def test_a_spent_budget_holds_the_job_without_counting_an_attempt(world: World) -> None:
+    world.provider.fail_next["post_note"] = [BudgetWait("budget spent", 3.0)] * 20
     job_id = world.request(world.session("1007"))
-    world.pipeline().run_step(job_id, Step.DRAFT, "d")
-
-    result = world.pipeline().run_step(job_id, Step.POST_NOTE, "d")
-
-    job = world.store.jobs[job_id]
-    assert result.action is Action.PARKED
-    assert job.state == JobState.RETRYING and job.delivery_id is None
-    assert job.due_at is not None and (job.due_at - world.clock()).total_seconds() >= 3600
+    world.deliver()
+    for _ in range(20):
+        assert world.deliver().action is Action.HELD  # type: ignore[union-attr]
+        job = world.job(job_id)
+        assert (job.attempts, job.error_code, job.message_id) == (0, None, None)
+        world.clock.now = job.due_at  # type: ignore[assignment]
+        world.scheduler.tick()
+    world.run(job_id)
+    assert world.job(job_id).state == JobState.SUCCEEDED  # 20 waits, more than max_attempts
+    waits = [e for e in world.store.events if e.event == "budget_wait"]
+    assert len(waits) == 20 and all(e.detail["wait"] == 3.0 for e in waits)
 
 
 def test_transient_failures_stop_after_the_attempt_budget(world: World) -> None:
@@ -153,19 +182,47 @@ def test_transient_failures_stop_after_the_attempt_budget(world: World) -> None:
 
     result = world.run(job_id)
 
-    job = world.store.jobs[job_id]
+    job = world.job(job_id)
     assert result.action is Action.FAILED
     assert job.error_code == "psa_unavailable" and "gave up after" in (job.error_message or "")
     assert world.provider.count("post_note") == world.policy.max_attempts
 
 
-def test_permanent_psa_error_fails_at_once(world: World) -> None:
-    world.provider.fail_next["post_note"] = [PsaAuthError("401 bad credentials")]
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (PsaAuthError("401 bad credentials"), "psa_auth_failed"),
+        (PsaRejected("Autotask: does not have the adequate permissions"), "psa_rejected"),
+        (SiteUrlRefused("the site URL resolves to 10.0.0.8"), "site_url_refused"),
+        (CredentialsUnreadable("no configured key opens them"), "credentials_unreadable"),
+    ],
+)
+def test_permanent_errors_fail_at_once_with_their_own_code_and_message(
+    world: World, error: Exception, code: str
+) -> None:
+    world.provider.fail_next["post_note"] = [error]
     job_id = world.request(world.session("1009"))
     world.run(job_id)
-    job = world.store.jobs[job_id]
-    assert (job.state, job.error_code) == ("failed", "psa_auth_failed")
+    job = world.job(job_id)
+    assert (job.state, job.error_code, job.error_message) == ("failed", code, str(error))
     assert world.provider.count("post_note") == 1
+
+
+def test_a_connection_gone_fails_the_job_with_connection_gone(world: World) -> None:
+    job_id = world.request(world.session("1017"))
+    world.store.connections[world.connection_id].is_active = False
+    world.run(job_id)
+    assert world.job(job_id).error_code == "connection_gone"
+
+
+def test_an_unexpected_exception_is_retried_and_keeps_its_message(world: World) -> None:
+    world.provider.fail_next["post_note"] = [KeyError("boardId")] * 50
+    job_id = world.request(world.session("1018"))
+    world.run(job_id)
+    job = world.job(job_id)
+    assert job.error_code == "internal_error"
+    assert job.error_message.startswith("KeyError: 'boardId'")  # type: ignore[union-attr]
+    assert world.provider.count("post_note") == world.policy.max_attempts
 
 
 def test_note_stored_but_answer_lost_is_found_not_posted_again(world: World) -> None:
@@ -175,27 +232,26 @@ def test_note_stored_but_answer_lost_is_found_not_posted_again(world: World) -> 
 
     world.run(job_id)
 
-    job = world.store.jobs[job_id]
+    job = world.job(job_id)
     [note] = world.provider.notes["1010"]
     assert job.state == "succeeded" and job.external_id == note.id
-    assert world.provider.count("post_note") == 1
-    assert world.provider.count("find_note") == 1
 
 
-def test_every_step_run_twice_reaches_the_same_end_state(world: World) -> None:
-    """Brokers deliver at least once: each step's message arrives twice, by another delivery
-    after the first completed, and the end state matches a single run."""
+def test_every_message_delivered_twice_reaches_the_same_end_state(world: World) -> None:
+    """Brokers deliver at least once: each step's message arrives a second time after the
+    first run; the duplicate is skipped and changes nothing."""
     world.configure_statuses()
     once = world.request(world.session("1011"))
     world.run(once)
     twice = world.request(world.session("1012"))
     pipeline = world.pipeline()
-    for step in PIPELINE:
-        for delivery in ("first", "redelivered"):
-            pipeline.run_step(twice, step, delivery)
+    while world.job(twice).state is not JobState.SUCCEEDED:
+        _, step, message_id = world.queue.sent[-1]
+        assert pipeline.run_step(twice, step, message_id).action is not Action.SKIPPED
+        assert pipeline.run_step(twice, step, message_id).action is Action.SKIPPED
 
     def shape(job_id: str, ticket: str) -> tuple[object, ...]:
-        job = world.store.jobs[job_id]
+        job = world.job(job_id)
         return (
             job.state,
             job.step,
@@ -208,36 +264,63 @@ def test_every_step_run_twice_reaches_the_same_end_state(world: World) -> None:
     assert (
         shape(twice, "1012") == shape(once, "1011") == ("succeeded", "done", "resolved", 42, 1, 42)
     )
-    assert world.provider.count("post_note") == 2  # one per job
 
 
-def test_a_step_redelivered_while_its_worker_died_mid_post_finds_the_note(world: World) -> None:
+def test_each_step_is_two_transactions_and_one_audit_row(world: World) -> None:
+    world.configure_statuses()
+    job_id = world.request(world.session("1019"))
+    created = world.store.commits
+    world.run(job_id)
+    steps = len(PIPELINE)
+    assert world.store.commits - created == 2 * steps
+    rows = [e for e in world.store.events if e.job_id == job_id]
+    assert [e.event for e in rows] == [
+        "created",
+        "drafted",
+        "note_posted",
+        "status_changed",
+        "status_verified",
+        "succeeded",
+    ]
+
+
+def test_a_worker_that_died_mid_post_is_recovered_and_finds_its_note(world: World) -> None:
     world.configure_statuses()
     job_id = world.request(world.session("1013"))
-    pipeline = world.pipeline()
-    pipeline.run_step(job_id, Step.DRAFT, "d")
-    # Worker A records its intent and the PSA stores the note, then A dies before recording.
-    job = world.store.jobs[job_id]
-    assert world.store.jobs[job_id].step == Step.POST_NOTE
-    world.provider.post_note("1013", f"{job.markdown}\n\n— {job.note_marker}", NoteType.RESOLUTION)
-    job.post_started_at = world.clock()
-    job.state, job.delivery_id = JobState.RUNNING, "worker-a"
-    # The same message is redelivered to worker B (same delivery id: acks_late).
-    world.run(job_id, delivery="worker-a")
+    world.deliver()  # draft
+    _, _, message_id = world.queue.sent[-1]
+    # Worker A claims post_note, the PSA stores the note, then A dies before recording it.
+    with world.uow() as tx:
+        job = tx.jobs.get(job_id)
+        assert job is not None
+        job.claim(message_id, world.policy.step_lease, world.clock())
+        tx.jobs.save(job)
+        tx.commit()
+    world.provider.post_note("1013", note_text(job), NoteType.RESOLUTION)
+    world._delivered += 1  # its message went down with it
+    world.clock.advance(world.policy.step_lease - 1)
+    assert world.scheduler.tick().recovered == 0  # the lease still runs: nobody steals it
+    world.clock.advance(2)
+    assert world.scheduler.tick().recovered == 1
+
+    world.run(job_id)
     assert len(world.provider.notes["1013"]) == 1
-    assert world.store.jobs[job_id].external_id == world.provider.notes["1013"][0].id
+    assert world.job(job_id).external_id == world.provider.notes["1013"][0].id
+    assert world.job(job_id).redeliveries == 1
 
 
-def test_a_step_owned_by_a_live_worker_is_not_claimed_by_another(world: World) -> None:
+def test_a_late_result_of_a_step_whose_lease_was_taken_over_is_dropped(world: World) -> None:
     job_id = world.request(world.session("1014"))
+    world.deliver()
+    _, _, message_id = world.queue.sent[-1]
     pipeline = world.pipeline()
-    pipeline.run_step(job_id, Step.DRAFT, "a")
-    job = world.store.jobs[job_id]
-    job.state, job.delivery_id = JobState.RUNNING, "worker-a"
-    job.due_at = world.clock.now.replace(year=2027)
-
-    assert pipeline.run_step(job_id, Step.POST_NOTE, "worker-b").action is Action.SKIPPED
-    assert world.provider.count("post_note") == 0
+    ctx = pipeline._claim(job_id, Step.POST_NOTE, message_id, world.clock())
+    assert ctx is not None
+    world.clock.advance(world.policy.step_lease + 1)
+    world.scheduler.tick()  # the lease ran out: another delivery owns the step now
+    done = pipeline._post_note(ctx)
+    assert pipeline._record(ctx.job, message_id, done, world.clock(), 0.1).action is Action.SKIPPED
+    assert world.job(job_id).external_id is None  # the new owner will find the note
 
 
 def test_transition_is_a_no_op_when_the_ticket_already_has_the_target(world: World) -> None:
@@ -246,7 +329,7 @@ def test_transition_is_a_no_op_when_the_ticket_already_has_the_target(world: Wor
     job_id = world.request(world.session("1015"))
     world.run(job_id)
     assert world.provider.count("update_ticket_status") == 0
-    assert world.store.jobs[job_id].verified_status_id == 42
+    assert world.job(job_id).verified_status_id == 42
 
 
 def test_post_without_markdown_is_drafted_in_the_draft_step(world: World) -> None:
@@ -254,26 +337,13 @@ def test_post_without_markdown_is_drafted_in_the_draft_step(world: World) -> Non
     world.run(job_id)
     events = [e.event for e in world.store.events if e.job_id == job_id]
     assert "drafted" in events
-    assert world.store.jobs[job_id].markdown == "drafted resolve"
+    assert world.job(job_id).markdown == "drafted resolve"
 
 
 @pytest.mark.parametrize("step", PIPELINE)
-def test_a_step_for_a_finished_job_is_skipped(world: World, step: Step) -> None:
+def test_a_message_for_a_finished_job_is_skipped(world: World, step: Step) -> None:
     job_id = world.request(world.session(ticket_id=None))
     world.run(job_id)
-    before = copy.deepcopy(world.store.jobs[job_id])
+    before = copy.deepcopy(world.job(job_id))
     assert world.pipeline().run_step(job_id, step, "late").action is Action.SKIPPED
-    assert world.store.jobs[job_id] == before
-
-
-def test_a_failed_post_is_looked_for_only_after_the_psa_had_time_to_store_it(
-    world: World,
-) -> None:
-    """A timed-out POST may still be running on the PSA: retrying at once would not find the
-    note yet and post a second one."""
-    world.provider.fail_next["post_note"] = [PsaTransientError("timed out after 30 s")]
-    job_id = world.request(world.session("1016"))
-    world.pipeline().run_step(job_id, Step.DRAFT, "d")
-    result = world.pipeline().run_step(job_id, Step.POST_NOTE, "d")
-    assert result.action is Action.RETRY
-    assert result.countdown >= world.policy.post_settle
+    assert world.job(job_id) == before

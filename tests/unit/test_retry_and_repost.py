@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from tests.unit.conftest import World
-from writeback.domain import services
-from writeback.domain.errors import AlreadyClosed, Conflict, JobInFlight
+from writeback.domain.errors import Conflict, JobInFlight
 from writeback.domain.model import JobFilter, JobKind, JobState, Step
 from writeback.domain.repost import RepostReport, Result, repost_one, stream_jobs
 
 
 def _retry(world: World, job_id: str) -> None:
-    services.retry_job(
-        job_id,
-        account_id=world.principal.account_id,
-        uow=world.uow,
-        queue=world.queue,
-        clock=world.clock,
-        enqueue_grace=60,
-    )
+    world.jobs.retry(job_id, world.principal.account_id)
 
 
 def _failed_verification(world: World, ticket: str) -> str:
@@ -76,15 +66,29 @@ def test_retry_refuses_when_another_job_of_the_session_is_in_flight(world: World
     with pytest.raises(JobInFlight) as caught:
         _retry(world, job_id)
     assert caught.value.job_id == other
+    assert world.job(job_id).state is JobState.FAILED  # nothing half-written
 
 
-def test_retry_refuses_when_the_session_was_closed_meanwhile(world: World) -> None:
+def test_a_new_post_after_a_job_failed_having_posted_names_that_job_to_retry(
+    world: World,
+) -> None:
     job_id = _failed_verification(world, "3004")
     session_id = world.store.jobs[job_id].session_id
-    world.provider.ignore_status_changes = 0
-    world.run(world.request(session_id, JobKind.ESCALATE))
-    with pytest.raises(AlreadyClosed):
-        _retry(world, job_id)
+    with pytest.raises(Conflict) as caught:
+        world.request(session_id, JobKind.ESCALATE)
+    assert (caught.value.code, caught.value.job_id) == ("retry_failed_job", job_id)
+    assert len(world.store.jobs) == 1 and len(world.provider.notes["3004"]) == 1
+
+
+def test_a_new_post_after_a_job_failed_before_posting_starts_a_new_job(world: World) -> None:
+    world.drafter.markdown = "see https://evil.example"
+    failed = world.request(world.session("3005"), markdown=None)
+    world.run(failed)
+    assert world.job(failed).error_code == "draft_invalid"
+    world.drafter.markdown = None
+    again = world.request(world.job(failed).session_id, markdown=None)
+    world.run(again)
+    assert world.job(again).state is JobState.SUCCEEDED
 
 
 def test_streaming_pages_through_every_match_newest_first(world: World) -> None:
@@ -107,11 +111,7 @@ def test_bulk_repost_twice_reposts_each_stuck_job_once(world: World) -> None:
     def run_once() -> RepostReport:
         report = RepostReport()
         for job in stream_jobs(where, uow=world.uow, page_size=2):
-            report.add(
-                repost_one(
-                    job, uow=world.uow, queue=world.queue, policy=world.policy, clock=world.clock
-                )
-            )
+            report.add(repost_one(job, jobs=world.jobs))
         return report
 
     first, second = run_once(), run_once()
@@ -123,14 +123,20 @@ def test_bulk_repost_twice_reposts_each_stuck_job_once(world: World) -> None:
     assert all(len(world.provider.notes[f"40{n}"]) == 1 for n in range(3))
 
 
-def test_bulk_repost_releases_overdue_in_flight_jobs_and_leaves_live_ones(world: World) -> None:
+def test_bulk_repost_leaves_in_flight_jobs_to_the_scheduler(world: World) -> None:
     live = world.request(world.session(ticket_id=None))
-    lost = world.request(world.session(ticket_id=None))
-    world.store.jobs[lost].due_at = world.clock() - timedelta(seconds=1)
-    results = {
-        job.id: repost_one(
-            job, uow=world.uow, queue=world.queue, policy=world.policy, clock=world.clock
-        )
-        for job in stream_jobs(JobFilter(states=("queued",)), uow=world.uow)
-    }
-    assert results == {live: Result.IN_FLIGHT, lost: Result.REPOSTED}
+    results = [repost_one(job, jobs=world.jobs) for job in stream_jobs(JobFilter(), uow=world.uow)]
+    assert results == [Result.IN_FLIGHT]
+    assert world.queue.enqueued == [(live, Step.DRAFT)]  # nothing sent twice
+
+
+def test_a_batch_beyond_the_tenant_slots_waits_in_the_database_and_all_complete(
+    world: World,
+) -> None:
+    sessions = [world.session(f"50{n:02}") for n in range(world.policy.tenant_slots + 6)]
+    job_ids = [world.request(s) for s in sessions]
+    assert len(world.queue.sent) == world.policy.tenant_slots  # the rest are held
+    for job_id in job_ids:
+        world.run(job_id)
+    assert all(world.job(j).state is JobState.SUCCEEDED for j in job_ids)
+    assert all(len(world.provider.notes[f"50{n:02}"]) == 1 for n in range(len(sessions)))

@@ -6,7 +6,7 @@ from functools import partial
 
 import pytest
 
-from tests.fakes import FakePsaProvider, FakeRegistry, FakeSealer, FakeUnitOfWork
+from tests.fakes import FakePsaProvider, FakeRegistry, FakeSealer
 from tests.unit.conftest import World
 from writeback.domain import services
 from writeback.domain.errors import AlreadyClosed, InvalidInput, JobInFlight, NotFound, Unauthorized
@@ -38,20 +38,11 @@ def test_other_accounts_objects_answer_like_missing_ones(world: World) -> None:
     with pytest.raises(NotFound):
         services.get_session(stranger, session_id, uow=world.uow)
     with pytest.raises(NotFound):
-        services.get_job(stranger, job_id, uow=world.uow)
+        world.jobs.get(stranger, job_id)
     with pytest.raises(NotFound):
         services.get_connection(stranger, world.connection_id, uow=world.uow)
     with pytest.raises(NotFound):
-        services.request_writeback(
-            stranger,
-            session_id,
-            JobKind.RESOLVE,
-            "x",
-            uow=world.uow,
-            queue=world.queue,
-            clock=world.clock,
-            enqueue_grace=1,
-        )
+        world.jobs.request_writeback(stranger, session_id, JobKind.RESOLVE, "x")
 
 
 def test_second_post_while_a_job_is_in_flight_conflicts_with_its_id(world: World) -> None:
@@ -81,13 +72,17 @@ def test_job_is_committed_and_enqueued_from_the_draft_step(world: World) -> None
     job_id = world.request(world.session(ticket_id=None))
     assert world.queue.enqueued == [(job_id, Step.DRAFT)]
     job = world.store.jobs[job_id]
-    assert job.state == JobState.QUEUED and job.due_at is not None
+    assert job.state == JobState.QUEUED and job.message_id == world.queue.sent[0][2]
 
 
 def test_broker_down_at_enqueue_still_answers_with_the_queued_job(world: World) -> None:
     world.queue.broken = True
     job_id = world.request(world.session(ticket_id=None))
-    assert world.store.jobs[job_id].state == JobState.QUEUED  # the sweeper will pick it up
+    job = world.job(job_id)
+    assert job.state == JobState.QUEUED and job.held  # the scheduler sends it when it can
+    world.queue.broken = False
+    world.scheduler.tick()
+    assert world.queue.enqueued == [(job_id, Step.DRAFT)]
 
 
 def test_session_needs_connection_and_ticket_together(world: World) -> None:
@@ -141,7 +136,7 @@ def _connect(world: World, **overrides: object) -> object:
 
 def test_connection_credentials_are_sealed_not_stored_plain(world: World) -> None:
     connection = _connect(world)
-    stored = FakeUnitOfWork(world.store).connections.get(connection.id)  # type: ignore[attr-defined]
+    stored = world.store.connections[connection.id]  # type: ignore[index]
     assert stored is not None and b"secret-priv" not in stored.credentials_encrypted
     assert FakeSealer().open(stored.credentials_encrypted)["private_key"] == "secret-priv"
 
