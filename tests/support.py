@@ -144,10 +144,14 @@ class Process:
         self._log.close()
 
 
-def celery_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
-    """The worker as docker-compose.yml runs it, with a unique name and a quicker start."""
+def celery_worker(
+    env: dict[str, str], log_dir: Path, name: str = "worker", *, beat: bool = False
+) -> Process:
+    """The worker as docker-compose.yml runs it, with a unique name and a quicker start; with
+    `beat`, the scheduler's tick runs inside it (held waits and admission need it)."""
     args = [
         *compose_command("worker"),
+        *(["--beat"] if beat else []),
         "--without-gossip",
         "--without-mingle",
         "--hostname",

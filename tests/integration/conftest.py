@@ -78,7 +78,7 @@ def service_env(
 def worker(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Process]:
-    process = celery_worker(service_env, tmp_path_factory.mktemp("logs"))
+    process = celery_worker(service_env, tmp_path_factory.mktemp("logs"), beat=True)
     yield process
     process.stop()
 

@@ -3,7 +3,9 @@ simulator over HTTP."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -13,9 +15,21 @@ from flask.testing import FlaskClient
 from tests.integration.conftest import flask_sender
 from tests.support import Api, Simulator
 from writeback import bootstrap
+from writeback.adapters.queue import CeleryJobQueue
 from writeback.domain import services
-from writeback.domain.errors import JobInFlight
-from writeback.domain.model import PIPELINE, AccountSettings, JobKind, WritebackJob, utcnow
+from writeback.domain.errors import AlreadyClosed, JobInFlight
+from writeback.domain.lease import LeaseKeeper
+from writeback.domain.model import (
+    PIPELINE,
+    AccountSettings,
+    JobKind,
+    JobState,
+    Step,
+    WritebackJob,
+    utcnow,
+)
+from writeback.domain.pipeline import Action, WritebackPipeline
+from writeback.domain.status_targets import StatusCatalog
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +84,7 @@ def test_the_partial_unique_index_refuses_a_second_in_flight_job(
             account_id=account_id,
             session_id=session_id,
             kind=JobKind.RESOLVE,
+            tenant=f"local:{account_id}",
             created_at=now,
             updated_at=now,
             due_at=now + timedelta(hours=1),
@@ -82,6 +97,15 @@ def test_the_partial_unique_index_refuses_a_second_in_flight_job(
     with container.uow() as tx, pytest.raises(JobInFlight) as caught:
         tx.jobs.add(job())
     assert caught.value.job_id == first.id
+    with container.uow() as tx:  # once it succeeded, the session is closed for resolves
+        done = tx.jobs.get(first.id)
+        assert done is not None
+        done.state = JobState.SUCCEEDED
+        assert tx.jobs.save(done)
+        tx.commit()
+    with container.uow() as tx, pytest.raises(AlreadyClosed) as closed:
+        tx.jobs.add(job())
+    assert (closed.value.code, closed.value.job_id) == ("already_resolved", first.id)
 
 
 def test_every_step_run_twice_on_postgres_and_http_gives_one_note_and_one_outcome(
@@ -122,24 +146,30 @@ def test_every_step_run_twice_on_postgres_and_http_gives_one_note_and_one_outcom
     )
     assert session.id is not None
 
-    class NoQueue:
-        def enqueue(self, job_id: str, from_step: object) -> None:
-            pass  # this test is the worker
+    sent: list[tuple[str, Step, str]] = []
 
-    job = services.request_writeback(
-        principal,
-        session.id,
-        JobKind.ESCALATE,
-        "## Problem\nx",
+    class Recorded(CeleryJobQueue):
+        def enqueue(self, job_id: str, step: Step, message_id: str) -> None:
+            sent.append((job_id, step, message_id))  # this test is the worker
+
+    queue = Recorded(container.celery)
+    jobs = dataclasses.replace(container.jobs, queue=queue)
+    pipeline = WritebackPipeline(
         uow=container.uow,
-        queue=NoQueue(),
+        queue=queue,
+        registry=container.registry,
+        drafting=container.drafting,
+        statuses=StatusCatalog(utcnow),
+        policy=container.settings.retry,
+        leases=LeaseKeeper(uow=container.uow, clock=utcnow, lease=30),
         clock=utcnow,
-        enqueue_grace=60,
+        sleep=time.sleep,
     )
-    pipeline = container.pipeline()
-    for step in PIPELINE:
-        pipeline.run_step(job.id, step, f"{step}-first")
-        pipeline.run_step(job.id, step, f"{step}-redelivered")
+    job = jobs.request_writeback(principal, session.id, JobKind.ESCALATE, "## Problem\nx")
+    for job_id, step, message_id in sent:  # grows as each step sends the next
+        assert pipeline.run_step(job_id, step, message_id).action is not Action.SKIPPED
+        assert pipeline.run_step(job_id, step, message_id).action is Action.SKIPPED
+    assert [step for _, step, _ in sent] == list(PIPELINE)
 
     with container.uow() as tx:
         done = tx.jobs.get(job.id)

@@ -17,6 +17,7 @@ class Failure(enum.StrEnum):
 class DomainError(Exception):
     code = "error"
     failure = Failure.PERMANENT
+    attempts = 1  # how many attempts at the PSA or the model this failure stands for
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -166,6 +167,10 @@ class StatusNotApplied(PsaError):
     """The PSA answered the status change but a fresh read shows another status."""
 
     code = "status_verification_failed"
+
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class SessionGone(DomainError):

@@ -295,7 +295,8 @@ class WritebackPipeline:
                     raise StatusNotApplied(
                         f"Ticket {ticket_id} status did not verify: asked for status {target}, "
                         f"the PSA shows {ticket.status_id} ({ticket.status_name}) "
-                        f"after attempt {number} of {attempts}."
+                        f"after attempt {number} of {attempts}.",
+                        number,
                     )
         status_id, status_name = ticket.status_id, ticket.status_name
 
@@ -372,8 +373,9 @@ class WritebackPipeline:
             job.schedule(message_id, exc.wait, now, error=None)
             detail["wait"] = round(exc.wait, 3)
             return "budget_wait", Action.HELD
+        attempts = 1
         if isinstance(exc, DomainError):
-            failure, code, message = exc.failure, exc.code, exc.message
+            failure, code, message, attempts = exc.failure, exc.code, exc.message, exc.attempts
         else:  # a bug or an outage we cannot classify: bounded retries, the message kept
             log.exception("step %s of job %s raised", job.step, job.id)
             failure, code, message = Failure.TRANSIENT, "internal_error", _describe(exc)
@@ -381,6 +383,7 @@ class WritebackPipeline:
         if failure is Failure.PERMANENT or job.attempts + 1 >= self._policy.max_attempts:
             if failure is not Failure.PERMANENT:
                 message = f"{message} (gave up after {job.attempts + 1} attempts)"
+            job.attempts += attempts
             job.fail(message_id, code, message, now)
             return "failed", Action.FAILED
         delay = self._policy.backoff(job.attempts + 1, getattr(exc, "retry_after", None))
