@@ -238,19 +238,16 @@ def _bulk_sessions(stack: Stack, account_id: int, count: int) -> list[int]:
 STUCK = JobFilter(states=("failed",), kinds=("escalate",))
 
 
-STUCK = JobFilter(states=("failed",), kinds=("escalate",))
-
-
 def scaling(stack: Stack, sizes: list[int], lookups: int, stuck: int) -> list[Figure]:
     """4. Status lookup and the repost scan at growing table sizes / the smallest size."""
     account_id, token, _ = stack.account(statuses=False)
     principal = services.Principal(account_id, stack._user(account_id))
     [session_id] = _bulk_sessions(stack, account_id, 1)
     stack.sql(  # the stuck ones: failed escalations
-        "INSERT INTO writeback_jobs (id, account_id, session_id, kind, state, step, attempts, "
-        "redeliveries, created_at, updated_at, error_code) SELECT gen_random_uuid()::text, :a, "
-        ":s, 'escalate', 'failed', 'verify', 4, 0, now(), now(), 'status_verification_failed' "
-        "FROM generate_series(1, :n)",
+        "INSERT INTO writeback_jobs (id, account_id, session_id, kind, tenant, state, step, "
+        "attempts, redeliveries, version, created_at, updated_at, error_code) SELECT "
+        "gen_random_uuid()::text, :a, :s, 'escalate', 'local:' || :a, 'failed', 'verify', 4, 0, "
+        "0, now(), now(), 'status_verification_failed' FROM generate_series(1, :n)",
         a=account_id,
         s=session_id,
         n=stuck,
@@ -258,13 +255,17 @@ def scaling(stack: Stack, sizes: list[int], lookups: int, stuck: int) -> list[Fi
     results: list[tuple[int, float, float]] = []
     rows = stuck
     for size in sizes:
-        stack.sql(
-            "INSERT INTO writeback_jobs (id, account_id, session_id, kind, state, step, "
-            "attempts, redeliveries, outcome, created_at, updated_at) SELECT "
-            "gen_random_uuid()::text, :a, :s, 'resolve', 'succeeded', 'done', 1, 0, "
-            "'resolved', now() - make_interval(secs => g), now() FROM generate_series(1, :n) g",
+        stack.sql(  # a session each: a session is resolved once
+            "WITH s AS (INSERT INTO ai_sessions (account_id, user_id, session_type, intake_type, "
+            "intake_content, conversation_messages, status, state_version, created_at, "
+            "updated_at) SELECT :a, :u, 'chat', 'free_text', '{}', '[]', 'resolved', 2, now(), "
+            "now() FROM generate_series(1, :n) RETURNING id) "
+            "INSERT INTO writeback_jobs (id, account_id, session_id, kind, tenant, state, step, "
+            "attempts, redeliveries, version, outcome, created_at, updated_at) SELECT "
+            "gen_random_uuid()::text, :a, s.id, 'resolve', 'local:' || :a, 'succeeded', 'done', "
+            "0, 0, 6, 'resolved', now() - make_interval(secs => s.id), now() FROM s",
             a=account_id,
-            s=session_id,
+            u=stack._user(account_id),
             n=size - rows,
         )
         rows = size
@@ -279,7 +280,7 @@ def scaling(stack: Stack, sizes: list[int], lookups: int, stuck: int) -> list[Fi
             ]
         started = time.perf_counter()
         for job_id in ids:
-            services.get_job(principal, job_id, uow=stack.container.uow)
+            stack.container.jobs.get(principal, job_id)
         per_lookup = (time.perf_counter() - started) / len(ids)
         started = time.perf_counter()
         found = sum(1 for _ in stream_jobs(STUCK, uow=stack.container.uow))

@@ -54,7 +54,10 @@ class Stack:
             logs / "data",
             WRITEBACK_WORKER_CONCURRENCY=str(concurrency),
             WRITEBACK_PSA_TIMEOUT="10",
-            WRITEBACK_PSA_RATE="1000000",  # measure the pipeline, not the tenant budget
+            WRITEBACK_POST_SETTLE="20",  # at least the PSA timeout (checked at start)
+            # measure the pipeline, not the tenant's budget or admission slots
+            WRITEBACK_PSA_RATE="1000000",
+            WRITEBACK_TENANT_SLOTS="100000",
         )
         sim_port, api_port = free_port(), free_port()
         self.sim = Simulator(f"http://127.0.0.1:{sim_port}")

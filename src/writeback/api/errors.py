@@ -14,7 +14,6 @@ from writeback.domain.errors import (
     DomainError,
     DraftRejected,
     InvalidInput,
-    JobInFlight,
     LlmUnavailable,
     NotFound,
     PsaError,
@@ -72,7 +71,7 @@ def _domain_error(exc: DomainError) -> Response:
         return problem(404, "not_found", "Not Found", exc.message)
     if isinstance(exc, Unauthorized):
         return problem(401, exc.code, "Unauthorized", exc.message)
-    if isinstance(exc, JobInFlight):
+    if isinstance(exc, Conflict) and exc.job_id is not None:
         return problem(
             409,
             exc.code,

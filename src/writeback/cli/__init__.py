@@ -14,7 +14,6 @@ from writeback.config import load_settings
 from writeback.domain import services
 from writeback.domain.errors import DomainError
 from writeback.domain.model import utcnow
-from writeback.domain.sweeper import sweep
 
 
 def _emit(payload: dict[str, object]) -> None:
@@ -80,12 +79,9 @@ def tokens_create(account_id: int) -> None:
 
 @main.command("sweep")
 def sweep_once() -> None:
-    """Re-enqueue jobs whose message was lost, once (beat runs this periodically)."""
-    container = bootstrap.build()
-    report = sweep(
-        uow=container.uow, queue=container.queue, policy=container.settings.retry, clock=utcnow
-    )
-    _emit({"requeued": report.requeued, "failed": report.failed})
+    """One scheduler tick: recover lost deliveries, admit held jobs (beat runs this)."""
+    report = bootstrap.build().scheduler.tick()
+    _emit({"admitted": report.admitted, "recovered": report.recovered, "failed": report.failed})
 
 
 main.add_command(dev.dev)

@@ -352,6 +352,7 @@ class WritebackPipeline:
                 done.also(tx)
             tx.jobs.add_event(JobEvent(job.id, now, step, event, detail))
             tx.commit()
+        log.info("job %s step %s: %s (%s s)", job.id, step, event, took)
         if next_message is not None:
             send(job, next_message, uow=self._uow, queue=self._queue, clock=self._clock)
         if result is Action.FAILED:
