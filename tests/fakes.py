@@ -239,10 +239,10 @@ class FakeJobs:
     def count(self, where: JobFilter) -> int:
         return len(self.find(where, None, len(self.s.jobs)))
 
-    def count_by_state(self) -> dict[JobState, int]:
+    def count_by_state(self, job_ids: Sequence[str]) -> dict[JobState, int]:
         counts: dict[JobState, int] = defaultdict(int)
-        for job in self.s.jobs.values():
-            counts[job.state] += 1
+        for job_id in job_ids:
+            counts[self.s.jobs[job_id].state] += 1
         return dict(counts)
 
     def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> list[WritebackJob]:

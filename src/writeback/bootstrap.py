@@ -52,6 +52,7 @@ class Container:
     # Reads that need no transaction (status polling, auth): autocommit, fewer round trips.
     read_uow: UnitOfWorkFactory
     sealer: FernetSealer
+    rates: dict[str, Rate]  # each PSA's request budget per tenant
     registry: ProviderRegistry
     celery: Celery
     queue: CeleryJobQueue
@@ -78,13 +79,14 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         if settings.database_url.startswith("sqlite")
         else create_engine(settings.database_url, read_only=True)
     )
+    rates = _rates(settings)
     keys = settings.secret_keys or (load_or_create_key_file(settings.secret_key_file),)
     sealer = FernetSealer(keys)
     registry = ProviderRegistry(
         default_specs(cw_process_notifications=settings.cw_process_notifications),
         sealer=sealer,
         http=HttpClient(settings.psa_timeout),
-        budget=_budget(settings),
+        budget=RequestBudget(_bucket(settings), rates),
         allow_private_hosts=settings.allow_private_psa_hosts,
     )
     celery = celery_app or create_celery_app(settings)
@@ -119,6 +121,7 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         uow=uow,
         read_uow=read_uow,
         sealer=sealer,
+        rates=rates,
         registry=registry,
         celery=celery,
         queue=queue,
@@ -138,16 +141,18 @@ def _broker_epoch(settings: Settings) -> BrokerEpoch | None:
     return None
 
 
-def _budget(settings: Settings) -> RequestBudget:
-    """Shared by all workers through Redis when the broker is Redis; per process otherwise."""
-    rates = {
+def _rates(settings: Settings) -> dict[str, Rate]:
+    return {
         name: Rate(settings.psa_rate or rate.per_second, settings.psa_burst or rate.burst)
         for name, rate in DEFAULT_RATES.items()
     }
-    bucket: Bucket = LocalBucket()
+
+
+def _bucket(settings: Settings) -> Bucket:
+    """Shared by all workers through Redis when the broker is Redis; per process otherwise."""
     if settings.broker_url.startswith(("redis://", "rediss://")):
-        bucket = RedisBucket(redis.Redis.from_url(settings.broker_url))
-    return RequestBudget(bucket, rates)
+        return RedisBucket(redis.Redis.from_url(settings.broker_url))
+    return LocalBucket()
 
 
 def _drafter(settings: Settings) -> Drafter:

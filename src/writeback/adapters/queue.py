@@ -34,8 +34,10 @@ class BrokerEpoch:
         self._client = client
 
     def current(self) -> str:
-        self._client.set(EPOCH_KEY, uuid.uuid4().hex[:12], nx=True)
         value = self._client.get(EPOCH_KEY)
+        if value is None:  # a new broker: the first to ask starts its epoch
+            self._client.set(EPOCH_KEY, uuid.uuid4().hex[:12], nx=True)
+            value = self._client.get(EPOCH_KEY)
         return value.decode() if isinstance(value, bytes) else str(value)
 
 

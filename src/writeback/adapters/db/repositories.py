@@ -297,9 +297,17 @@ class SqlJobRepository:
         query = self._filtered(sa.select(sa.func.count()).select_from(jobs_t), where)
         return int(self._s.scalar(query) or 0)
 
-    def count_by_state(self) -> dict[JobState, int]:
-        query = sa.select(jobs_t.c.state, sa.func.count()).group_by(jobs_t.c.state)
-        return {JobState(state): n for state, n in self._s.execute(query)}
+    def count_by_state(self, job_ids: Sequence[str]) -> dict[JobState, int]:
+        counts: dict[JobState, int] = {}
+        for start in range(0, len(job_ids), 1000):  # bounded IN lists
+            query = (
+                sa.select(jobs_t.c.state, sa.func.count())
+                .where(jobs_t.c.id.in_(job_ids[start : start + 1000]))
+                .group_by(jobs_t.c.state)
+            )
+            for state, n in self._s.execute(query):
+                counts[JobState(state)] = counts.get(JobState(state), 0) + n
+        return counts
 
     @staticmethod
     def _filtered(query: Any, where: JobFilter) -> Any:
