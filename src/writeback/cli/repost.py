@@ -11,10 +11,17 @@ import click
 
 from writeback import bootstrap
 from writeback.domain.durations import parse_duration
-from writeback.domain.model import FINAL_STATES, JobFilter, WritebackJob, utcnow
+from writeback.domain.model import (
+    FINAL_STATES,
+    IN_FLIGHT_STATES,
+    JobFilter,
+    JobState,
+    WritebackJob,
+    utcnow,
+)
 from writeback.domain.repost import RepostReport, Result, repost_one, stream_jobs
 
-STATES = ("failed", "queued", "retrying", "running")
+STATES = tuple(str(state) for state in (JobState.FAILED, *IN_FLIGHT_STATES))
 # PSA requests one writeback makes: ticket read, note post, ticket read + status change, and the
 # verifying read, plus a board status list now and then.
 REQUESTS_PER_JOB = 5.5
