@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -81,6 +82,50 @@ def pipeline_overhead(stack: Stack, jobs: int) -> list[Figure]:
             baseline,
             "bare 5-task no-op chains/s",
             "target >= 0.5",
+        )
+    ]
+
+
+def job_latency(stack: Stack, samples: int) -> list[Figure]:
+    """6. p50 latency of one job, POST to succeeded, on an idle system with an instant PSA /
+    p50 latency of one bare 5-task chain on the same broker (each sample alone)."""
+    account = stack.account()
+    sessions = stack.sessions(account, samples)
+    with stack.worker("latency"):
+        for done, session_id in enumerate(sessions, 1):
+            stack.post_jobs(account[1], [session_id], clients=1)
+            stack.wait_finished(account[0], done)
+        with stack.container.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT extract(epoch FROM finished_at - created_at) FROM writeback_jobs "
+                f"WHERE account_id = {account[0]}"
+            )
+            latencies = sorted(float(row[0]) for row in rows)
+
+    counter, queue = f"bench:noop:{uuid.uuid4().hex}", f"bench-noop-{uuid.uuid4().hex[:6]}"
+    extra = {"BENCH_NOOP_COUNTER": counter, "BENCH_NOOP_QUEUE": queue}
+    client = redis.Redis.from_url(REDIS_URL)
+    producer = Celery("bench-producer", broker=REDIS_URL)
+    producer.conf.task_default_queue = queue
+    chains = []
+    with stack.worker("noop", app="bench.noop", extra_env=extra):
+        for n in range(samples):
+            links = [producer.signature("bench.noop", args=(str(n),), immutable=True)] * 4
+            done = producer.signature("bench.done", args=(str(n),), immutable=True)
+            started = time.perf_counter()
+            chain(*links, done).apply_async()
+            wait_until(lambda n=n: int(client.get(counter) or 0) > n, timeout=60, interval=0.001)
+            chains.append(time.perf_counter() - started)
+    client.delete(counter, queue)
+    producer.close()
+    return [
+        Figure(
+            "6. p50 latency of one job (POST -> succeeded)",
+            statistics.median(latencies) * 1000,
+            "ms",
+            statistics.median(chains) * 1000,
+            "p50 latency of a bare 5-task chain",
+            "target <= 3",
         )
     ]
 

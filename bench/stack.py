@@ -86,7 +86,7 @@ class Stack:
     ) -> Iterator[Process]:
         env = {**self.env, **(extra_env or {})}
         if app is None:
-            process = celery_worker(env, self.logs, name)
+            process = celery_worker(env, self.logs, name, beat=True)
         else:
             args = [
                 *compose_command("worker"),
