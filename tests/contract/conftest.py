@@ -20,10 +20,10 @@ from writeback.domain.errors import PsaTransientError
 from writeback.domain.model import NoteType
 from writeback.domain.ports import PsaProvider
 from writeback.domain.site_url import check_site_url
-from writeback.simulators import autotask as at_sim
-from writeback.simulators import connectwise as cw_sim
-from writeback.simulators import halopsa as halo_sim
-from writeback.simulators.server import RunningServer, serve
+from writeback_simulators import autotask as at_sim
+from writeback_simulators import connectwise as cw_sim
+from writeback_simulators import halopsa as halo_sim
+from writeback_simulators.server import RunningServer, serve
 
 # Faults are injected per port method; simulators filter them by HTTP method.
 CW_HTTP_METHOD = {

@@ -33,8 +33,8 @@ from writeback.domain.errors import (
 )
 from writeback.domain.model import Board, NoteType, PsaConnection
 from writeback.domain.site_url import check_site_url
-from writeback.simulators import autotask as at_sim
-from writeback.simulators.server import RunningServer, serve
+from writeback_simulators import autotask as at_sim
+from writeback_simulators.server import RunningServer, serve
 
 GOOD = {
     "username": at_sim.USERNAME,

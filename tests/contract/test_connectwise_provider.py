@@ -12,8 +12,8 @@ from writeback.adapters.psa.connectwise import CodebaseCache, ConnectWiseProvide
 from writeback.adapters.psa.http import HttpClient
 from writeback.domain.errors import PsaAuthError, PsaError, PsaRejected
 from writeback.domain.model import NoteType
-from writeback.simulators import connectwise as cw_sim
-from writeback.simulators.server import RunningServer, serve
+from writeback_simulators import connectwise as cw_sim
+from writeback_simulators.server import RunningServer, serve
 
 GOOD = {"public_key": "pub-key", "private_key": "priv-key", "client_id": "client-1"}
 

@@ -26,8 +26,8 @@ from writeback.domain.errors import (
     PsaTransientError,
 )
 from writeback.domain.model import Board, NoteType, PsaConnection
-from writeback.simulators import halopsa as halo_sim
-from writeback.simulators.server import RunningServer, serve
+from writeback_simulators import halopsa as halo_sim
+from writeback_simulators.server import RunningServer, serve
 
 GOOD = {"client_id": halo_sim.CLIENT_ID, "client_secret": halo_sim.CLIENT_SECRET}
 

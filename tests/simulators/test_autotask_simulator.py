@@ -17,7 +17,7 @@ from tests.simulators.conftest import (
     run_module,
     simulator_fixtures,
 )
-from writeback.simulators.autotask import INTEGRATION_CODE, SECRET, USERNAME, create_app
+from writeback_simulators.autotask import INTEGRATION_CODE, SECRET, USERNAME, create_app
 
 HEADERS = {"UserName": USERNAME, "Secret": SECRET, "ApiIntegrationCode": INTEGRATION_CODE}
 
@@ -478,7 +478,7 @@ def test_control_tickets_and_reset(sim: Sim) -> None:
 
 def test_module_runs_in_the_foreground_and_announces_its_url() -> None:
     url, zone = run_module(
-        "writeback.simulators.autotask",
+        "writeback_simulators.autotask",
         lambda url: requests.get(
             f"{url}/atservicesrest/v1.0/ZoneInformation", params={"user": USERNAME}, timeout=5
         ),

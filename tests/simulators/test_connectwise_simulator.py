@@ -17,7 +17,7 @@ from tests.simulators.conftest import (
     run_module,
     simulator_fixtures,
 )
-from writeback.simulators.connectwise import create_app
+from writeback_simulators.connectwise import create_app
 
 CLIENT_ID = "0f6a8d0e-4a4e-4a36-9c57-1d2b4b8f6a10"
 AUTH = ("ACME+pub-key", "priv-key")
@@ -580,7 +580,7 @@ def test_control_tickets_and_reset(sim: Sim) -> None:
 
 def test_module_runs_in_the_foreground_and_announces_its_url() -> None:
     url, info = run_module(
-        "writeback.simulators.connectwise",
+        "writeback_simulators.connectwise",
         lambda url: requests.get(f"{url}/login/companyinfo/ACME", timeout=5),
     )
 

@@ -15,7 +15,7 @@ from tests.simulators.conftest import (
     run_module,
     simulator_fixtures,
 )
-from writeback.simulators.halopsa import CLIENT_ID, CLIENT_SECRET, create_app
+from writeback_simulators.halopsa import CLIENT_ID, CLIENT_SECRET, create_app
 
 FORM = {
     "grant_type": "client_credentials",
@@ -387,7 +387,7 @@ def test_control_tickets_and_reset(sim: Sim) -> None:
 
 def test_module_runs_in_the_foreground_and_announces_its_url() -> None:
     url, token = run_module(
-        "writeback.simulators.halopsa",
+        "writeback_simulators.halopsa",
         lambda url: requests.post(f"{url}/auth/token", data=FORM, timeout=5),
     )
 

@@ -54,8 +54,8 @@ from urllib.parse import quote, urlencode
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from writeback.simulators import faults
-from writeback.simulators.server import run_cli
+from writeback_simulators import faults
+from writeback_simulators.server import run_cli
 
 logger = logging.getLogger(__name__)
 
