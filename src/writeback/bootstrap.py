@@ -89,7 +89,7 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         sealer=sealer,
         http=HttpClient(settings.psa_timeout),
         budget=_budget(settings),
-        allow_private_hosts=settings.allow_private_psa_hosts,
+        host_policy=settings.psa_host_policy,
     )
     celery = celery_app or create_celery_app(settings)
     return Container(

@@ -32,7 +32,7 @@ from writeback.domain.errors import (
     PsaTransientError,
 )
 from writeback.domain.model import Board, NoteType, PsaConnection
-from writeback.domain.site_url import check_site_url
+from writeback.domain.site_url import HostPolicy, check_site_url
 from writeback_simulators import autotask as at_sim
 from writeback_simulators.server import RunningServer, serve
 
@@ -41,7 +41,7 @@ GOOD = {
     "secret": at_sim.SECRET,
     "integration_code": at_sim.INTEGRATION_CODE,
 }
-ALLOW_LOOPBACK = partial(check_site_url, allow_private=True)
+ALLOW_LOOPBACK = partial(check_site_url, policy=HostPolicy.parse("", allow_private=True))
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_discovery_sends_no_credentials_and_the_zone_is_cached(server: RunningSe
 
 def test_a_zone_the_ssrf_guard_refuses_never_gets_credentials(server: RunningServer) -> None:
     # The site itself was judged by the registry; the zone it hands back is judged here.
-    provider = _provider(server.url, check_url=partial(check_site_url, allow_private=False))
+    provider = _provider(server.url, check_url=partial(check_site_url, policy=HostPolicy()))
     ticket = _ticket(server)
 
     with pytest.raises(PsaRejected, match="zone URL refused") as caught:
@@ -422,7 +422,7 @@ def test_the_registry_builds_autotask_providers(server: RunningServer) -> None:
         default_specs(),
         sealer=sealer,
         http=HttpClient(timeout=2),
-        allow_private_hosts=True,
+        host_policy=HostPolicy.parse("", allow_private=True),
         budget=RequestBudget(LocalBucket(), DEFAULT_RATES),
     )
     connection = PsaConnection(

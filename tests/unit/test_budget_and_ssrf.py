@@ -1,15 +1,11 @@
-"""The per-tenant request budget and the connect-time SSRF guard, with fake clocks and DNS."""
+"""The per-tenant request budget, with a fake clock (the SSRF guard: test_ssrf_guard.py)."""
 
 from __future__ import annotations
-
-import socket
-from typing import Any
 
 import pytest
 
 from writeback.adapters.psa.budget import LocalBucket, Rate, RequestBudget
-from writeback.adapters.psa.ssrf import guard_url
-from writeback.domain.errors import InvalidInput, PsaTransientError
+from writeback.domain.errors import PsaTransientError
 
 
 class Clock:
@@ -58,53 +54,3 @@ def test_the_gate_waits_briefly_then_defers_with_retry_after() -> None:
     with pytest.raises(PsaTransientError) as caught:
         short_gate()
     assert caught.value.retry_after == pytest.approx(10.0)
-
-
-def _resolver(*addresses: str) -> Any:
-    def resolve(host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
-        if not addresses:
-            raise socket.gaierror("no such host")
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
-
-    return resolve
-
-
-@pytest.mark.parametrize(
-    "address",
-    ["10.0.0.7", "127.0.0.1", "169.254.169.254", "100.64.1.1", "::1", "::ffff:10.0.0.1", "fd00::1"],
-)
-def test_a_public_name_resolving_to_a_private_address_is_refused(address: str) -> None:
-    with pytest.raises(InvalidInput) as caught:
-        guard_url("https://psa.rebind.example", allow_private=False, resolve=_resolver(address))
-    assert caught.value.field == "site_url"
-
-
-def test_any_private_address_among_several_is_refused() -> None:
-    with pytest.raises(InvalidInput):
-        guard_url(
-            "https://psa.example",
-            allow_private=False,
-            resolve=_resolver("203.0.113.9", "192.168.1.4"),
-        )
-
-
-def test_a_host_with_public_addresses_passes() -> None:
-    assert (
-        guard_url("https://psa.example/", allow_private=False, resolve=_resolver("8.8.8.8"))
-        == "https://psa.example"
-    )
-
-
-def test_an_unresolvable_host_is_invalid_when_configuring_and_transient_when_connecting() -> None:
-    with pytest.raises(InvalidInput):
-        guard_url(
-            "https://nx.example", allow_private=False, resolve=_resolver(), unresolvable="invalid"
-        )
-    with pytest.raises(PsaTransientError):
-        guard_url("https://nx.example", allow_private=False, resolve=_resolver())
-
-
-def test_private_hosts_are_not_even_resolved_when_the_operator_allows_them() -> None:
-    assert guard_url("http://cw.local:8089", allow_private=True, resolve=_resolver()) == (
-        "http://cw.local:8089"
-    )
