@@ -190,9 +190,10 @@ class ConnectWiseProvider:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         return _parse(method, path, self._request(method, path, **kwargs))
 
-    def _all(self, path: str, page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:
+    def _all(self, path: str, page_size: int | None = None) -> list[dict[str, Any]]:
         """Every page of a list: `page`+1 on our own host until a short page. `Link` headers
         are never followed (one could point at another host)."""
+        page_size = page_size or PAGE_SIZE
         items: list[dict[str, Any]] = []
         for page in range(1, MAX_PAGES + 1):
             params = {"page": page, "pageSize": page_size}
