@@ -87,7 +87,8 @@ class ProviderRegistry:
             )
         except ValidationError as exc:
             error = exc.errors()[0]
-            where = ".".join(str(part) for part in ("options", *error["loc"]))
+            loc = [str(part) for part in error["loc"] if part != "[key]"]  # a bad dict key
+            where = ".".join(["options", *loc])
             raise InvalidInput(where, f"{where}: {error['msg']}") from None
         for name, value in given.items():
             if name.endswith("_url") and value is not None:
