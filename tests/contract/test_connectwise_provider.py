@@ -220,6 +220,9 @@ def test_the_schema_check_catches_drift(server: RunningServer) -> None:
     answer._content = b'[{"id": "one", "name": "x", "location": {}, "department": {}, "bogus": 1}]'
     problems = check_exchange(answer)
     assert any("bogus" in p for p in problems) and any("answer to get" in p for p in problems)
+    answer._content = b"[]"
+    answer.headers["Content-Type"] = "application/json"  # not the vendor's media type
+    assert check_exchange(answer) != []
 
 
 def test_resolution_notes_send_all_three_flags(server: RunningServer) -> None:
