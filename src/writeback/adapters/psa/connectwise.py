@@ -225,7 +225,11 @@ class ConnectWiseProvider:
         if cached:
             return cached
         response = self._http.request("GET", f"{self._site}/login/companyinfo/{self._company}")
-        info = None if response.status_code == 404 else _parse("GET", "login/companyinfo", response)
+        if response.status_code == 404:  # ConnectWise answers 200 whatever the company
+            raise PsaNotFound(
+                "login/companyinfo answered 404: is this a ConnectWise site?", failed="site_url"
+            )
+        info = _parse("GET", "login/companyinfo", response)
         if info is None:  # ConnectWise answers an unknown company with 200 and a JSON null
             raise PsaNotFound(
                 f"ConnectWise does not know company {self._company!r} at this site",
