@@ -1,5 +1,6 @@
 """HTTP plumbing shared by the PSA providers: one session per thread, timeouts on every call,
-no redirects, and transport failures turned into domain errors."""
+no redirects, connections pinned to the address the SSRF guard vetted, and transport failures
+turned into domain errors."""
 
 from __future__ import annotations
 
