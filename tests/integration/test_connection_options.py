@@ -1,4 +1,4 @@
-"""Per-connection provider options, stored (migration 0005) and used by the worker; and an
+"""Per-connection provider options, stored (migration 0006) and used by the worker; and an
 unknown ConnectWise company failing at once, end to end against the simulator."""
 
 from __future__ import annotations
