@@ -5,10 +5,10 @@ PYTHON ?= python3
 
 .PHONY: install run demo test lint bench
 
-$(BIN)/writeback: pyproject.toml
+$(BIN)/writeback: pyproject.toml simulators/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' -e ./simulators
 	touch $@
 
 install: $(BIN)/writeback
@@ -23,7 +23,7 @@ demo: install
 
 ## Lint, type-check, check layering, then the whole suite (unit, integration, e2e).
 lint: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src simulators tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

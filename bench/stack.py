@@ -65,7 +65,7 @@ class Stack:
         self._processes = [
             Process(
                 "simulator",
-                [sys.executable, "-m", "writeback.simulators.connectwise", "--port", str(sim_port)],
+                [sys.executable, "-m", "writeback_simulators.connectwise", "--port", str(sim_port)],
                 self.env,
                 logs,
             ),

@@ -87,7 +87,7 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         sealer=sealer,
         http=HttpClient(settings.psa_timeout),
         budget=RequestBudget(_bucket(settings), rates),
-        allow_private_hosts=settings.allow_private_psa_hosts,
+        host_policy=settings.psa_host_policy,
     )
     celery = celery_app or create_celery_app(settings)
     uow = partial(SqlAlchemyUnitOfWork, session_factory(engine))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from writeback.domain.errors import ConfigurationRefused
 from writeback.domain.retry import RetryPolicy
+from writeback.domain.site_url import HostPolicy
 
 # Redis redelivers any message not acked within this many seconds; every delay we hand to the
 # broker must stay well under it (see reference/celery.md).
@@ -74,6 +75,9 @@ class Settings:
     draft_max_chars: int
     draft_link_hosts: frozenset[str]
     allow_private_psa_hosts: bool
+    # Which non-public PSA hosts may be connected to (metadata never): the allowlist plus, with
+    # the flag above, loopback and the private ranges.
+    psa_host_policy: HostPolicy
     psa_timeout: float
     psa_rate: float | None
     cw_process_notifications: bool
@@ -135,6 +139,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             if h.strip()
         ),
         allow_private_psa_hosts=_flag(env, "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS"),
+        psa_host_policy=_host_policy(env),
         psa_timeout=_float(env, "WRITEBACK_PSA_TIMEOUT", 30.0),
         psa_rate=_float(env, "WRITEBACK_PSA_RATE", 0.0) or None,
         cw_process_notifications=_flag(env, "WRITEBACK_CW_PROCESS_NOTIFICATIONS"),
@@ -152,6 +157,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     _check(settings)
     return settings
+
+
+def _host_policy(env: Mapping[str, str]) -> HostPolicy:
+    try:
+        return HostPolicy.parse(
+            env.get("WRITEBACK_PSA_ALLOWED_NETWORKS", ""),
+            allow_private=_flag(env, "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS"),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"WRITEBACK_PSA_ALLOWED_NETWORKS: {exc}") from None
 
 
 def _check(settings: Settings) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import pytest
 import requests
 
+from tests.contract.cw_openapi import RecordingHttp, check_exchange
 from tests.fakes import FakePsaProvider
 from writeback.adapters.psa.autotask import AutotaskCache, AutotaskProvider
 from writeback.adapters.psa.connectwise import CodebaseCache, ConnectWiseProvider
@@ -19,11 +20,11 @@ from writeback.adapters.psa.http import HttpClient
 from writeback.domain.errors import PsaTransientError
 from writeback.domain.model import NoteType
 from writeback.domain.ports import PsaProvider
-from writeback.domain.site_url import check_site_url
-from writeback.simulators import autotask as at_sim
-from writeback.simulators import connectwise as cw_sim
-from writeback.simulators import halopsa as halo_sim
-from writeback.simulators.server import RunningServer, serve
+from writeback.domain.site_url import HostPolicy, check_site_url
+from writeback_simulators import autotask as at_sim
+from writeback_simulators import connectwise as cw_sim
+from writeback_simulators import halopsa as halo_sim
+from writeback_simulators.server import RunningServer, serve
 
 # Faults are injected per port method; simulators filter them by HTTP method.
 CW_HTTP_METHOD = {
@@ -32,6 +33,8 @@ CW_HTTP_METHOD = {
     "get_ticket": "GET",
     "update_ticket_status": "PATCH",
 }
+# The SSRF guard as an operator running the simulators on loopback configures it.
+LOOPBACK_OK = partial(check_site_url, policy=HostPolicy.parse("", allow_private=True))
 CW_CREDENTIALS = {"public_key": "pub-key", "private_key": "priv-key", "client_id": "client-1"}
 
 
@@ -44,7 +47,9 @@ class Statuses:
     in_progress: int
     in_progress_name: str
     resolved: int
-    inactive: int
+    inactive: int  # refused as a target
+    # whether the PSA lists inactive statuses (flagged); Halo lists active ones only
+    lists_inactive: bool
     # a (board, status) pair on another board, where statuses are board-scoped
     foreign: tuple[int, int] | None
 
@@ -71,6 +76,7 @@ CW_STATUSES = Statuses(
     in_progress_name="In Progress",
     resolved=42,
     inactive=5,
+    lists_inactive=True,
     foreign=(21, 17),
 )
 
@@ -107,13 +113,18 @@ class ConnectWiseHarness:
 
     def __init__(self, server: RunningServer) -> None:
         self.url = server.url
+        self.http = RecordingHttp(timeout=0.5)
         self.provider = ConnectWiseProvider(
             site_url=server.url,
             company_id="ACME",
             credentials=CW_CREDENTIALS,
-            http=HttpClient(timeout=0.5),
+            http=self.http,
             codebases=CodebaseCache(),
         )
+
+    def drift(self) -> list[str]:
+        """How the requests sent and the answers got differ from ConnectWise's OpenAPI."""
+        return [problem for answer in self.http.answers for problem in check_exchange(answer)]
 
     def new_ticket(self, status_id: int | None = None, board_id: int | None = None) -> str:
         body = {"board_id": board_id or 1}
@@ -170,6 +181,7 @@ AT_STATUSES = Statuses(
     in_progress_name="In Progress",
     resolved=5,
     inactive=99,
+    lists_inactive=True,
     foreign=None,
 )
 
@@ -207,7 +219,7 @@ class AutotaskHarness:
             credentials=AT_CREDENTIALS,
             http=HttpClient(timeout=0.5),
             cache=AutotaskCache(),
-            check_url=partial(check_site_url, allow_private=True),
+            check_url=LOOPBACK_OK,
         )
 
     def new_ticket(self, status_id: int | None = None, board_id: int | None = None) -> str:
@@ -236,6 +248,7 @@ HALO_STATUSES = Statuses(
     in_progress_name="In Progress",
     resolved=9,
     inactive=30,
+    lists_inactive=False,
     foreign=None,
 )
 
@@ -251,6 +264,7 @@ class HaloHarness:
             credentials=HALO_CREDENTIALS,
             http=HttpClient(timeout=0.5),
             cache=HaloCache(),
+            check_url=LOOPBACK_OK,
         )
 
     def new_ticket(self, status_id: int | None = None, board_id: int | None = None) -> str:
@@ -288,5 +302,8 @@ HARNESSES: dict[str, Callable[[pytest.FixtureRequest], Harness]] = {
 
 
 @pytest.fixture(params=sorted(HARNESSES))
-def psa(request: pytest.FixtureRequest) -> Harness:
-    return HARNESSES[request.param](request)
+def psa(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    harness = HARNESSES[request.param](request)
+    yield harness
+    if isinstance(harness, ConnectWiseHarness):  # every exchange of every contract test
+        assert harness.drift() == []

@@ -14,8 +14,8 @@ from writeback.domain.drafting import ESCALATION_HEADINGS, prompt_input
 from writeback.domain.errors import DraftRejected, LlmUnavailable
 from writeback.domain.model import AiSession, JobKind, PromptInput
 from writeback.domain.redaction import Redactor
-from writeback.simulators import anthropic as stub
-from writeback.simulators.server import RunningServer, serve
+from writeback_simulators import anthropic as stub
+from writeback_simulators.server import RunningServer, serve
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,10 @@ import requests
 from cryptography.fernet import Fernet
 from flask import Flask
 
+from tests.contract.conftest import LOOPBACK_OK
 from tests.support import closed_url
 from writeback.adapters.crypto import FernetSealer
+from writeback.adapters.psa import autotask
 from writeback.adapters.psa.autotask import (
     CREDENTIAL_FIELDS,
     NOTE_STYLES,
@@ -25,6 +27,7 @@ from writeback.adapters.psa.budget import DEFAULT_RATES, LocalBucket, RequestBud
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
 from writeback.domain.errors import (
+    Failure,
     PsaAuthError,
     PsaError,
     PsaNotFound,
@@ -32,16 +35,17 @@ from writeback.domain.errors import (
     PsaTransientError,
 )
 from writeback.domain.model import Board, NoteType, PsaConnection
-from writeback.domain.site_url import check_site_url
-from writeback.simulators import autotask as at_sim
-from writeback.simulators.server import RunningServer, serve
+from writeback.domain.site_url import HostPolicy, check_site_url
+from writeback_simulators import autotask as at_sim
+from writeback_simulators.server import RunningServer, serve
 
 GOOD = {
     "username": at_sim.USERNAME,
     "secret": at_sim.SECRET,
     "integration_code": at_sim.INTEGRATION_CODE,
 }
-ALLOW_LOOPBACK = partial(check_site_url, allow_private=True)
+ALLOW_LOOPBACK = LOOPBACK_OK
+DISCOVERY = "/atservicesrest/V1.0/ZoneInformation"  # as the simulator logs it (any case works)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +141,7 @@ def test_discovery_sends_no_credentials_and_the_zone_is_cached(server: RunningSe
 
 def test_a_zone_the_ssrf_guard_refuses_never_gets_credentials(server: RunningServer) -> None:
     # The site itself was judged by the registry; the zone it hands back is judged here.
-    provider = _provider(server.url, check_url=partial(check_site_url, allow_private=False))
+    provider = _provider(server.url, check_url=partial(check_site_url, policy=HostPolicy()))
     ticket = _ticket(server)
 
     with pytest.raises(PsaRejected, match="zone URL refused") as caught:
@@ -146,7 +150,7 @@ def test_a_zone_the_ssrf_guard_refuses_never_gets_credentials(server: RunningSer
         provider.check_connection()
 
     assert caught.value.failed == checked.value.failed == "zone"
-    assert [c["path"] for c in _calls(server)] == ["/atservicesrest/v1.0/ZoneInformation"] * 2
+    assert [c["path"] for c in _calls(server)] == [DISCOVERY] * 2
 
 
 def test_a_moved_zone_is_rediscovered_once(server: RunningServer) -> None:
@@ -366,7 +370,8 @@ def test_a_rate_limit_carries_retry_after(server: RunningServer) -> None:
     ("change", "failed"),
     [
         ({"secret": "wrong"}, "credentials"),
-        ({"username": "nobody@acme.example"}, "zone"),
+        ({"username": "nobody@acme.example"}, "username"),
+        ({"username": ""}, "username"),
         ({"integration_code": "OTHER"}, "integration_code"),
         ({"integration_code": ""}, "integration_code"),
     ],
@@ -422,7 +427,7 @@ def test_the_registry_builds_autotask_providers(server: RunningServer) -> None:
         default_specs(),
         sealer=sealer,
         http=HttpClient(timeout=2),
-        allow_private_hosts=True,
+        host_policy=HostPolicy.parse("", allow_private=True),
         budget=RequestBudget(LocalBucket(), DEFAULT_RATES),
     )
     connection = PsaConnection(
@@ -438,3 +443,82 @@ def test_the_registry_builds_autotask_providers(server: RunningServer) -> None:
     provider = registry.build(connection)
     provider.check_connection()
     assert provider.get_ticket(_ticket(server, status_id=8)).status_name == "In Progress"
+
+
+# --- answers Autotask gives as 500s -----------------------------------------------------------
+
+
+def test_an_unknown_api_user_is_a_permanent_answer_not_an_outage(server: RunningServer) -> None:
+    provider = _provider(server.url, username="nobody@acme.example")
+
+    with pytest.raises(PsaNotFound) as caught:
+        provider.get_ticket(_ticket(server))
+
+    assert caught.value.failed == "username"
+    assert caught.value.failure is Failure.PERMANENT
+    assert "could not be determined" in caught.value.message  # the vendor's own words
+    assert len(_calls(server)) == 1
+
+
+def test_a_permission_refusal_is_permanent_and_carries_the_vendor_text(
+    server: RunningServer,
+) -> None:
+    ticket = _ticket(server)
+    requests.put(f"{server.url}/__sim/permissions", json={"create_notes": False}, timeout=5)
+
+    with pytest.raises(PsaRejected) as caught:
+        _provider(server.url).post_note(ticket, "x", NoteType.RESOLUTION)
+
+    assert caught.value.failure is Failure.PERMANENT
+    assert "does not have the adequate permissions" in caught.value.message
+    assert len([c for c in _calls(server, ticket) if c["method"] == "POST"]) == 1
+
+
+def test_a_real_outage_500_stays_transient(server: RunningServer) -> None:
+    ticket = _ticket(server)
+    fault = {"kind": "server_error", "status": 500, "method": "GET", "ticket_id": int(ticket)}
+    requests.post(f"{server.url}/__sim/faults", json=fault, timeout=5).raise_for_status()
+
+    with pytest.raises(PsaTransientError) as caught:
+        _provider(server.url).get_ticket(ticket)
+
+    assert caught.value.failure is Failure.TRANSIENT
+
+
+# --- publish labels per connection -------------------------------------------------------------
+
+
+def test_publish_labels_and_ids_are_per_connection_options(server: RunningServer) -> None:
+    ticket = _ticket(server)
+    options = autotask.Options.model_validate(
+        {"publish": {"escalate": ["Internal & Co-Managed"], "resolve": [1]}}
+    )
+    provider = _provider(server.url, note_styles=options.note_styles())
+
+    provider.post_note(ticket, "handoff", NoteType.INTERNAL_ANALYSIS)
+    provider.post_note(ticket, "fixed", NoteType.RESOLUTION)
+
+    notes = requests.get(f"{server.url}/__sim/tickets/{ticket}", timeout=5).json()["notes"]
+    assert [n["publish"] for n in notes] == [3, 1]
+
+
+def test_the_defaults_match_live_tenants_labels(server: RunningServer) -> None:
+    ticket = _ticket(server)
+    _provider(server.url).post_note(ticket, "handoff", NoteType.INTERNAL_ANALYSIS)
+    [note] = requests.get(f"{server.url}/__sim/tickets/{ticket}", timeout=5).json()["notes"]
+    assert note["publish"] == 2  # "Internal Project Team"; this tenant has no "Internal Only"
+
+
+def test_a_missing_label_refuses_the_post_before_anything_is_posted(
+    server: RunningServer,
+) -> None:
+    ticket = _ticket(server)
+    options = autotask.Options.model_validate({"publish": {"escalate": ["Internal Only"]}})
+
+    with pytest.raises(PsaRejected, match="Internal Only") as caught:
+        _provider(server.url, note_styles=options.note_styles()).post_note(
+            ticket, "handoff", NoteType.INTERNAL_ANALYSIS
+        )
+
+    assert caught.value.failed == "publish"
+    assert not [c for c in _calls(server, ticket) if c["method"] == "POST"]

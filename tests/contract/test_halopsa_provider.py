@@ -11,6 +11,7 @@ import requests
 from cryptography.fernet import Fernet
 from flask import Flask
 
+from tests.contract.conftest import LOOPBACK_OK
 from tests.support import closed_url
 from writeback.adapters.crypto import FernetSealer
 from writeback.adapters.psa import halopsa
@@ -26,8 +27,9 @@ from writeback.domain.errors import (
     PsaTransientError,
 )
 from writeback.domain.model import Board, NoteType, PsaConnection
-from writeback.simulators import halopsa as halo_sim
-from writeback.simulators.server import RunningServer, serve
+from writeback.domain.site_url import HostPolicy
+from writeback_simulators import halopsa as halo_sim
+from writeback_simulators.server import RunningServer, serve
 
 GOOD = {"client_id": halo_sim.CLIENT_ID, "client_secret": halo_sim.CLIENT_SECRET}
 
@@ -58,6 +60,7 @@ def _provider(
     cache: HaloCache | None = None,
     tenant: str = "",
     styles: dict[NoteType, ActionStyle] | None = None,
+    options: halopsa.Options | None = None,
     **credentials: str,
 ) -> HaloProvider:
     return HaloProvider(
@@ -66,6 +69,8 @@ def _provider(
         credentials={**GOOD, **credentials},
         http=HttpClient(timeout=2),
         cache=cache or HaloCache(),
+        check_url=LOOPBACK_OK,
+        options=options,
         action_styles=styles or ACTION_STYLES,
     )
 
@@ -299,19 +304,22 @@ def test_the_status_name_comes_from_the_cached_status_list(server: RunningServer
         None,
         "VPN down",
     )
-    assert len([c for c in _calls(server) if c["path"] == "/api/Status"]) == 1
+    # One load of the list: all statuses, then those still open (the rest are closed).
+    assert len([c for c in _calls(server) if c["path"] == "/api/Status"]) == 2
 
 
-def test_statuses_are_global_with_closed_and_inactive_flags(server: RunningServer) -> None:
+def test_statuses_are_global_and_closed_is_read_from_the_status_list(server: RunningServer) -> None:
     provider = _provider(server.url)
 
     statuses = {s.id: s for s in provider.list_statuses(None)}
 
     assert provider.list_boards() == [Board(id=None, name="All tickets")]
-    assert set(statuses) == {1, 2, 4, 9, 21, 30}
-    assert [i for i, s in statuses.items() if s.closed] == [9]
-    assert [i for i, s in statuses.items() if s.inactive] == [30]
+    assert set(statuses) == {1, 2, 4, 9, 21}  # the inactive status 30 is not listed
+    assert [i for i, s in statuses.items() if s.closed] == [9]  # left out by excludeclosed
+    assert not any(s.inactive for s in statuses.values())
     assert {s.board_id for s in statuses.values()} == {None}
+    queries = [c["query"] for c in _calls(server) if c["path"] == "/api/Status"]
+    assert queries == [{}, {"excludeclosed": "true"}]
     with pytest.raises(PsaRejected, match="no boards"):
         provider.list_statuses(1)
 
@@ -331,7 +339,13 @@ def test_find_note_pages_through_actions_and_takes_the_newest_match(
     assert provider.find_note(ticket, "ref MARK-8") is None
     pages = [c["query"] for c in _calls(server, ticket) if c["method"] == "GET"]
     assert [p["page_no"] for p in pages] == ["1", "2", "3"] * 2
-    assert pages[0] == {"ticket_id": ticket, "pageinate": "true", "page_size": "2", "page_no": "1"}
+    assert pages[0] == {
+        "ticket_id": ticket,
+        "includehtmlnote": "true",  # so that notes stored as HTML only are searched too
+        "pageinate": "true",
+        "page_size": "2",
+        "page_no": "1",
+    }
 
 
 def test_find_note_stops_when_the_server_ignores_paging(server: RunningServer) -> None:
@@ -409,7 +423,7 @@ def test_the_registry_builds_halo_providers_with_the_tenant(server: RunningServe
         default_specs(),
         sealer=sealer,
         http=HttpClient(timeout=2),
-        allow_private_hosts=True,
+        host_policy=HostPolicy.parse("", allow_private=True),
         budget=RequestBudget(LocalBucket(), DEFAULT_RATES),
     )
     connection = PsaConnection(
@@ -426,3 +440,70 @@ def test_the_registry_builds_halo_providers_with_the_tenant(server: RunningServe
     provider.check_connection()
     assert provider.get_ticket(_ticket(server, status_id=2)).status_name == "In Progress"
     assert _tokens(server)[0]["query"] == {"tenant": "acme"}
+
+
+def test_configured_closed_statuses_replace_the_status_list_s_say(server: RunningServer) -> None:
+    provider = _provider(server.url, options=halopsa.Options(closed_status_ids=[21]))
+
+    statuses = {s.id: s for s in provider.list_statuses(None)}
+
+    assert [i for i, s in statuses.items() if s.closed] == [21]
+    assert [c["query"] for c in _calls(server) if c["path"] == "/api/Status"] == [{}]
+
+
+# --- the authorisation server --------------------------------------------------------------------
+
+
+def test_authinfo_names_the_auth_server_and_the_tenant(server: RunningServer) -> None:
+    requests.put(
+        f"{server.url}/__sim/authinfo",
+        json={"auth_url": f"{server.url}/auth/", "tenant_id": halo_sim.TENANT},
+        timeout=5,
+    ).raise_for_status()
+
+    _provider(server.url).check_connection()
+
+    [token] = _tokens(server)
+    assert token["query"] == {"tenant": halo_sim.TENANT}  # the tenant authinfo named
+    assert [c["path"] for c in _calls(server)][0] == "/api/authinfo"
+
+
+def test_a_site_without_authinfo_falls_back_to_its_own_auth_token(server: RunningServer) -> None:
+    requests.put(f"{server.url}/__sim/authinfo", json={}, timeout=5).raise_for_status()
+
+    _provider(server.url).check_connection()
+
+    assert len(_tokens(server)) == 1
+
+
+def test_a_configured_auth_url_is_used_without_asking_authinfo(server: RunningServer) -> None:
+    options = halopsa.Options(auth_url=f"{server.url}/auth")
+
+    _provider(server.url, tenant=halo_sim.TENANT, options=options).check_connection()
+
+    assert "/api/authinfo" not in [c["path"] for c in _calls(server)]
+    assert [t["query"] for t in _tokens(server)] == [{"tenant": halo_sim.TENANT}]
+
+
+@pytest.mark.parametrize(
+    "auth_url", ["http://169.254.169.254/auth", "http://metadata.google.internal/auth"]
+)
+def test_an_auth_server_that_fails_the_guard_never_gets_the_secret(
+    server: RunningServer, auth_url: str
+) -> None:
+    requests.put(
+        f"{server.url}/__sim/authinfo", json={"auth_url": auth_url}, timeout=5
+    ).raise_for_status()
+
+    with pytest.raises(PsaRejected) as caught:
+        _provider(server.url).check_connection()
+
+    assert caught.value.failed == "auth_url"
+    assert _tokens(server) == []
+
+
+def test_field_keyed_400s_become_readable_messages(server: RunningServer) -> None:
+    with pytest.raises(PsaRejected) as caught:
+        _provider(server.url).post_note("0", "x", NoteType.RESOLUTION)
+
+    assert "[0].ticket_id: ticket_id is required" in caught.value.message

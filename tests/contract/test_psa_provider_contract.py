@@ -57,7 +57,11 @@ def test_lists_boards_and_their_statuses_with_flags(psa: Harness) -> None:
     assert s.board_id in {b.id for b in psa.provider.list_boards()}
     statuses = {status.id: status for status in psa.provider.list_statuses(s.board_id)}
     assert statuses[s.resolved].closed and not statuses[s.resolved].inactive
-    assert statuses[s.inactive].inactive and not statuses[s.new].inactive
+    assert not statuses[s.new].inactive and not statuses[s.new].closed
+    if s.lists_inactive:
+        assert statuses[s.inactive].inactive
+    else:  # only active statuses are listed
+        assert s.inactive not in statuses
     assert statuses[s.in_progress].name == s.in_progress_name
     assert {status.board_id for status in statuses.values()} == {s.board_id}
 

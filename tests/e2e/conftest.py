@@ -85,7 +85,7 @@ def simulator_process(stack_env: dict[str, str], logs: Path) -> Iterator[Simulat
     port = free_port()
     process = Process(
         "simulator",
-        [sys.executable, "-m", "writeback.simulators.connectwise", "--port", str(port)],
+        [sys.executable, "-m", "writeback_simulators.connectwise", "--port", str(port)],
         stack_env,
         logs,
     )

@@ -27,9 +27,9 @@ from writeback.api import create_app
 from writeback.config import load_settings
 from writeback.domain import services
 from writeback.domain.model import utcnow
-from writeback.simulators import anthropic as anthropic_stub
-from writeback.simulators import connectwise
-from writeback.simulators.server import serve
+from writeback_simulators import anthropic as anthropic_stub
+from writeback_simulators import connectwise
+from writeback_simulators.server import serve
 
 pytestmark = pytest.mark.integration
 

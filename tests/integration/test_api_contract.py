@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 CONNECTION = {
     "provider": "connectwise",
-    "site_url": "https://api-na.myconnectwise.net",
+    # A literal address: the SSRF guard resolves every host name, and tests have no DNS.
+    "site_url": "https://127.0.0.1:9",
     "company_id": "ACME",
     "credentials": {"public_key": "pk", "private_key": "super-secret-private", "client_id": "c"},
 }

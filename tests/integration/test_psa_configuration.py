@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tests.support import Api, Simulator
-from writeback.simulators import autotask, halopsa
-from writeback.simulators.server import serve
+from writeback_simulators import autotask, halopsa
+from writeback_simulators.server import serve
 
 pytestmark = pytest.mark.integration
 

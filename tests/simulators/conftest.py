@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 import requests
 
-from writeback.simulators.server import RunningServer, serve
+from writeback_simulators.server import RunningServer, serve
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication

@@ -13,8 +13,8 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from tests.simulators.conftest import SimClient, run_module, simulator_fixtures
-from writeback.simulators.anthropic import create_app
-from writeback.simulators.server import RunningServer, serve
+from writeback_simulators.anthropic import create_app
+from writeback_simulators.server import RunningServer, serve
 
 MODEL = "claude-sonnet-4-6"
 VERSION = "2023-06-01"
@@ -808,7 +808,7 @@ def test_reset_clears_answers_faults_log_cache_and_usage(stub: Stub) -> None:
 
 def test_module_runs_as_a_script_and_announces_its_url() -> None:
     url, message = run_module(
-        "writeback.simulators.anthropic",
+        "writeback_simulators.anthropic",
         lambda url: requests.post(
             f"{url}/v1/messages",
             json=body(),

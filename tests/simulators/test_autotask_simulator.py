@@ -17,7 +17,7 @@ from tests.simulators.conftest import (
     run_module,
     simulator_fixtures,
 )
-from writeback.simulators.autotask import INTEGRATION_CODE, SECRET, USERNAME, create_app
+from writeback_simulators.autotask import INTEGRATION_CODE, SECRET, USERNAME, create_app
 
 HEADERS = {"UserName": USERNAME, "Secret": SECRET, "ApiIntegrationCode": INTEGRATION_CODE}
 
@@ -69,8 +69,9 @@ def test_zone_information_needs_no_credentials_and_knows_only_api_users(sim: Sim
         "ci": 12345,
     }
     assert sim.discover(USERNAME.upper()).json()["url"] == f"{sim.url}/atservicesrest/"
-    assert unknown.status_code == 404 and unknown.json()["errors"]
-    assert missing.status_code == 400
+    # Autotask answers an unknown or blank user with a 500 carrying its errors.
+    assert unknown.status_code == 500 and unknown.json()["errors"]
+    assert missing.status_code == 500 and missing.json()["errors"]
 
 
 def test_bad_credentials_and_a_bad_integration_code_are_told_apart(sim: Sim) -> None:
@@ -92,15 +93,32 @@ def test_bad_credentials_and_a_bad_integration_code_are_told_apart(sim: Sim) -> 
     assert sim.api("GET", path).status_code == 200
 
 
-def test_entity_paths_are_case_sensitive(sim: Sim) -> None:
+def test_paths_are_matched_in_any_case_like_the_real_service(sim: Sim) -> None:
     ticket_id = sim.new_ticket()
 
     lower = sim.session.get(
-        f"{sim.url}/atservicesrest/v1.0/Tickets/{ticket_id}", headers=HEADERS, timeout=5
+        f"{sim.url}/atservicesrest/v1.0/tickets/{ticket_id}", headers=HEADERS, timeout=5
+    )
+    zone_lower = sim.session.get(
+        f"{sim.url}/ATServicesRest/v1.0/zoneInformation", params={"user": USERNAME}, timeout=5
     )
 
-    assert lower.status_code == 404
-    assert lower.json()["errors"]
+    assert lower.status_code == 200 and lower.json()["item"]["id"] == ticket_id
+    assert zone_lower.status_code == 200 and zone_lower.json()["url"]
+    assert sim.session.get(f"{sim.url}/atservicesrest/V1.0/Nope", timeout=5).status_code == 404
+
+
+def test_note_creation_can_be_refused_for_missing_permissions_with_a_500(sim: Sim) -> None:
+    ticket_id = sim.new_ticket()
+    sim.control("PUT", "permissions", json={"create_notes": False})
+    body = {"noteType": 1, "publish": 1, "title": "t", "description": "d"}
+
+    refused = sim.api("POST", f"Tickets/{ticket_id}/Notes", json=body)
+    sim.control("PUT", "permissions", json={"create_notes": True})
+
+    assert refused.status_code == 500
+    assert "adequate permissions" in refused.json()["errors"][0]
+    assert sim.api("POST", f"Tickets/{ticket_id}/Notes", json=body).status_code == 200
 
 
 def test_a_moved_zone_refuses_the_old_one(sim: Sim) -> None:
@@ -141,7 +159,8 @@ def test_picklists_carry_string_values_labels_and_active_flags(sim: Sim) -> None
     }
     assert picklist(notes, "publish") == {
         "1": ("All Autotask Users", True),
-        "2": ("Internal Only", True),
+        "2": ("Internal Project Team", True),
+        "3": ("Internal & Co-Managed", True),
     }
     assert picklist(notes, "noteType")["2"] == ("Resolution", True)
     assert picklist(notes, "noteType")["4"] == ("Old Type", False)
@@ -478,7 +497,7 @@ def test_control_tickets_and_reset(sim: Sim) -> None:
 
 def test_module_runs_in_the_foreground_and_announces_its_url() -> None:
     url, zone = run_module(
-        "writeback.simulators.autotask",
+        "writeback_simulators.autotask",
         lambda url: requests.get(
             f"{url}/atservicesrest/v1.0/ZoneInformation", params={"user": USERNAME}, timeout=5
         ),

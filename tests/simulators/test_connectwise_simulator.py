@@ -17,7 +17,7 @@ from tests.simulators.conftest import (
     run_module,
     simulator_fixtures,
 )
-from writeback.simulators.connectwise import create_app
+from writeback_simulators.connectwise import create_app
 
 CLIENT_ID = "0f6a8d0e-4a4e-4a36-9c57-1d2b4b8f6a10"
 AUTH = ("ACME+pub-key", "priv-key")
@@ -73,8 +73,8 @@ def test_companyinfo_reports_codebase_for_known_company_only(sim: Sim) -> None:
     assert info["CompanyID"] == "ACME"
     assert info["IsCloud"] is False
     assert {"CompanyName", "VersionCode", "VersionNumber", "SiteUrl"} <= info.keys()
-    assert unknown.status_code == 404
-    assert unknown.json()["code"] == "NotFound"
+    # ConnectWise answers an unknown company with 200 and a JSON null.
+    assert unknown.status_code == 200 and unknown.content.strip() == b"null"
 
 
 def test_bad_credentials_and_missing_client_id_are_told_apart(sim: Sim) -> None:
@@ -270,7 +270,11 @@ def test_boards_and_statuses_match_the_seed(sim: Sim) -> None:
     statuses = sim.api("GET", "service/boards/1/statuses").json()
     projects = sim.api("GET", "service/boards/21/statuses", params={"pageSize": 2})
 
-    assert [(b["id"], b["name"]) for b in boards] == [(1, "Help Desk"), (21, "Projects")]
+    assert [(b["id"], b["name"], b["inactiveFlag"]) for b in boards] == [
+        (1, "Help Desk", False),
+        (21, "Projects", False),
+        (30, "Retired Queue", True),
+    ]
     by_id = {s["id"]: s for s in statuses}
     assert set(by_id) == {1, 2, 5, 42, 43, 44}
     assert by_id[1]["defaultFlag"] is True
@@ -281,6 +285,33 @@ def test_boards_and_statuses_match_the_seed(sim: Sim) -> None:
     assert [s["id"] for s in projects.json()] == [17, 18]
     assert set(projects.links) == {"next", "last"}
     assert sim.api("GET", "service/boards/99/statuses").status_code == 404
+
+
+def test_successful_answers_carry_the_vendor_media_type_in_the_version_asked_for(sim: Sim) -> None:
+    default = sim.api("GET", "service/boards")
+    older = sim.api(
+        "GET",
+        "service/boards",
+        headers={
+            "clientId": CLIENT_ID,
+            "Accept": "application/vnd.connectwise.com+json; version=2019.5",
+        },
+    )
+    assert default.headers["Content-Type"] == (
+        "application/vnd.connectwise.com+json; version=2025.8"
+    )
+    assert older.headers["Content-Type"].endswith("version=2019.5")
+
+
+def test_note_conditions_can_be_refused_with_a_400_until_restored(sim: Sim) -> None:
+    ticket_id = sim.new_ticket()
+    params = {"conditions": 'text like "%x%"'}
+    refuse = sim.session.put(f"{sim.url}/__sim/conditions", json={"notes": False}, timeout=5)
+    assert refuse.json() == {"notes": False}
+    assert sim.api("GET", f"service/tickets/{ticket_id}/notes", params=params).status_code == 400
+    assert sim.api("GET", f"service/tickets/{ticket_id}/notes").status_code == 200
+    sim.session.put(f"{sim.url}/__sim/conditions", json={"notes": True}, timeout=5)
+    assert sim.api("GET", f"service/tickets/{ticket_id}/notes", params=params).status_code == 200
 
 
 # --- ticket status -----------------------------------------------------------------------------
@@ -580,7 +611,7 @@ def test_control_tickets_and_reset(sim: Sim) -> None:
 
 def test_module_runs_in_the_foreground_and_announces_its_url() -> None:
     url, info = run_module(
-        "writeback.simulators.connectwise",
+        "writeback_simulators.connectwise",
         lambda url: requests.get(f"{url}/login/companyinfo/ACME", timeout=5),
     )
 

@@ -15,7 +15,7 @@ from tests.simulators.conftest import (
     run_module,
     simulator_fixtures,
 )
-from writeback.simulators.halopsa import CLIENT_ID, CLIENT_SECRET, create_app
+from writeback_simulators.halopsa import CLIENT_ID, CLIENT_SECRET, create_app
 
 FORM = {
     "grant_type": "client_credentials",
@@ -137,8 +137,9 @@ def test_invalid_token_lifetimes_are_refused(sim: Sim, body: dict[str, Any]) -> 
 # --- statuses and tickets ----------------------------------------------------------------------
 
 
-def test_statuses_are_global_with_an_inactive_flag(sim: Sim) -> None:
+def test_statuses_are_global_active_only_and_carry_no_inactive_flag(sim: Sim) -> None:
     statuses = {s["id"]: s for s in sim.api("GET", "Status").json()}
+    still_open = sim.api("GET", "Status", params={"excludeclosed": "true"}).json()
 
     assert {i: s["name"] for i, s in statuses.items()} == {
         1: "New",
@@ -146,9 +147,50 @@ def test_statuses_are_global_with_an_inactive_flag(sim: Sim) -> None:
         4: "Waiting on User",
         9: "Closed",
         21: "Escalated",
-        30: "Old",
     }
-    assert [i for i, s in statuses.items() if s["inactive"]] == [30]
+    assert all("inactive" not in s for s in statuses.values())
+    assert sorted(s["id"] for s in still_open) == [1, 2, 4, 21]
+
+
+def test_validation_errors_are_json_keyed_by_the_field_at_fault(sim: Sim) -> None:
+    ticket_id = sim.new_ticket()
+    inactive = sim.set_status(ticket_id, 30)
+    no_ticket = sim.api("POST", "Actions", json=[{"note": "x"}])
+    second = sim.api(
+        "POST",
+        "Actions",
+        json=[{"ticket_id": ticket_id, "note": "x"}, {"ticket_id": ticket_id, "note": 1}],
+    )
+
+    assert inactive.status_code == 400 and list(inactive.json()) == ["[0].status_id"]
+    assert no_ticket.json() == {"[0].ticket_id": "ticket_id is required"}
+    assert list(second.json()) == ["[1].note"]
+
+
+def test_authinfo_names_the_auth_server_and_can_be_changed_or_removed(sim: Sim) -> None:
+    assert sim.session.get(f"{sim.url}/api/authinfo", timeout=5).json() == {
+        "auth_url": f"{sim.url}/auth",
+        "tenant_id": "",
+    }
+    sim.control(
+        "PUT", "authinfo", json={"auth_url": "https://auth.example/auth", "tenant_id": "acme"}
+    )
+    assert sim.session.get(f"{sim.url}/api/authinfo", timeout=5).json() == {
+        "auth_url": "https://auth.example/auth",
+        "tenant_id": "acme",
+    }
+    sim.control("PUT", "authinfo", json={})
+    assert sim.session.get(f"{sim.url}/api/authinfo", timeout=5).status_code == 404
+
+
+def test_action_lists_carry_note_html_only_when_asked(sim: Sim) -> None:
+    ticket_id = sim.new_ticket()
+    sim.add_action(ticket_id, "hello")
+    plain = sim.api("GET", "Actions", params={"ticket_id": ticket_id}).json()["actions"]
+    rich = sim.api(
+        "GET", "Actions", params={"ticket_id": ticket_id, "includehtmlnote": "true"}
+    ).json()["actions"]
+    assert "note_html" not in plain[0] and rich[0]["note_html"] == "hello"
 
 
 def test_ticket_read_back_and_an_unknown_ticket_is_not_found(sim: Sim) -> None:
@@ -387,7 +429,7 @@ def test_control_tickets_and_reset(sim: Sim) -> None:
 
 def test_module_runs_in_the_foreground_and_announces_its_url() -> None:
     url, token = run_module(
-        "writeback.simulators.halopsa",
+        "writeback_simulators.halopsa",
         lambda url: requests.post(f"{url}/auth/token", data=FORM, timeout=5),
     )
 

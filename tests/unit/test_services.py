@@ -11,7 +11,7 @@ from tests.unit.conftest import World
 from writeback.domain import services
 from writeback.domain.errors import AlreadyClosed, InvalidInput, JobInFlight, NotFound, Unauthorized
 from writeback.domain.model import JobKind, JobState, SessionStatus, Step
-from writeback.domain.site_url import check_site_url
+from writeback.domain.site_url import HostPolicy, check_site_url
 
 
 def test_tokens_are_stored_only_as_hashes_and_authenticate(world: World) -> None:
@@ -127,7 +127,7 @@ def _connect(world: World, **overrides: object) -> object:
         uow=world.uow,
         sealer=FakeSealer(),
         registry=FakeRegistry(FakePsaProvider()),
-        check_url=partial(check_site_url, allow_private=False),
+        check_url=partial(check_site_url, policy=HostPolicy()),
         clock=world.clock,
     )
     args.update(overrides)

@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 
 from writeback.domain.errors import InvalidInput
-from writeback.domain.site_url import check_site_url
+from writeback.domain.site_url import HostPolicy, check_site_url
+
+PRIVATE = HostPolicy.parse("", allow_private=True)
 
 
 @pytest.mark.parametrize(
@@ -32,20 +34,20 @@ from writeback.domain.site_url import check_site_url
 )
 def test_non_public_or_unsafe_site_urls_are_refused(url: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        check_site_url(url, allow_private=False)
+        check_site_url(url, policy=HostPolicy())
     assert caught.value.field == "site_url"
 
 
 def test_public_https_url_is_normalized() -> None:
-    assert check_site_url("https://API-NA.myconnectwise.net/", allow_private=False) == (
+    assert check_site_url("https://API-NA.myconnectwise.net/", policy=HostPolicy()) == (
         "https://api-na.myconnectwise.net"
     )
 
 
 def test_operator_may_allow_private_hosts_and_plain_http() -> None:
-    assert check_site_url("http://127.0.0.1:8089", allow_private=True) == "http://127.0.0.1:8089"
+    assert check_site_url("http://127.0.0.1:8089", policy=PRIVATE) == "http://127.0.0.1:8089"
 
 
 def test_even_allowed_private_urls_must_not_carry_credentials() -> None:
     with pytest.raises(InvalidInput):
-        check_site_url("http://u:p@127.0.0.1", allow_private=True)
+        check_site_url("http://u:p@127.0.0.1", policy=PRIVATE)

@@ -22,12 +22,15 @@ bp.before_request(authenticate_request)
 @bp.post("")
 def create() -> tuple[dict[str, object], int]:
     data, c = body(ConnectionIn), container()
+    # The provider maps the pasted URL to its API's (ConnectWise cloud hosts) and checks options.
+    site_url, options = c.registry.configure(data.provider, data.site_url, data.options)
     connection = services.create_connection(
         principal(),
         provider=data.provider,
-        site_url=data.site_url,
+        site_url=site_url,
         company_id=data.company_id,
         credentials=data.credentials,
+        options=options,
         uow=c.uow,
         sealer=c.sealer,
         registry=c.registry,

@@ -36,6 +36,8 @@ class ConnectionIn(Strict):
     site_url: str = Field(min_length=1, max_length=500)
     company_id: str = Text200
     credentials: dict[str, str] = Field(max_length=20)
+    # Provider settings (accept_version, publish labels, auth_url, ...), validated per provider.
+    options: dict[str, Any] | None = Field(default=None, max_length=20)
 
     @field_validator("credentials")
     @classmethod
@@ -148,6 +150,7 @@ def connection_out(c: PsaConnection) -> dict[str, Any]:
         "provider": c.provider,
         "site_url": c.site_url,
         "company_id": c.company_id,
+        "options": c.options,
         "is_active": c.is_active,
         "created_at": _iso(c.created_at),
     }

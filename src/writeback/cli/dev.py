@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import ModuleType
 from typing import Any
 
 import click
@@ -17,10 +18,24 @@ from writeback.adapters.db import migrate
 from writeback.config import load_settings
 from writeback.domain import services
 from writeback.domain.model import utcnow
-from writeback.simulators import connectwise
 
 API_PORT = 8000
 SIM_PORT = 8089
+MISSING_SIMULATORS = (
+    "The simulators are not installed: they are a development tool, not part of the product. "
+    "From a checkout, run `make install`, or `pip install -e ./simulators` "
+    "(the psa-writeback-simulators package)."
+)
+
+
+def _connectwise_simulator() -> ModuleType:
+    """The simulators ship apart from the product (its wheel and image leave them out), so
+    they are imported only here, when asked for."""
+    try:
+        from writeback_simulators import connectwise
+    except ImportError:
+        raise click.ClickException(MISSING_SIMULATORS) from None
+    return connectwise
 
 
 @click.command()
@@ -28,13 +43,14 @@ SIM_PORT = 8089
 @click.option("--sim-port", default=SIM_PORT, show_default=True, help="Simulator port.")
 def dev(port: int, sim_port: int) -> None:
     """Start API, worker (with beat) and a ConnectWise simulator on embedded defaults."""
+    simulator_module = _connectwise_simulator().__name__
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.database_url)
     env = {**os.environ, "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS": "1"}  # the simulator is local
     python = sys.executable
     commands = {
-        "simulator": [python, "-m", "writeback.simulators.connectwise", "--port", str(sim_port)],
+        "simulator": [python, "-m", simulator_module, "--port", str(sim_port)],
         "worker": [
             python,
             "-m",
@@ -84,7 +100,7 @@ def dev(port: int, sim_port: int) -> None:
 @click.option("--port", default=SIM_PORT, show_default=True)
 def simulator(host: str, port: int) -> None:
     """Run the ConnectWise simulator in the foreground."""
-    connectwise.main(["--host", host, "--port", str(port)])
+    _connectwise_simulator().main(["--host", host, "--port", str(port)])
 
 
 @click.command()

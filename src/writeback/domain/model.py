@@ -174,6 +174,9 @@ class PsaConnection:
     created_at: datetime
     is_active: bool = True
     id: int | None = None
+    # Per-connection provider settings (accept version, picklist labels, auth URL, ...), as
+    # given when the connection was made and validated by its provider; None: the defaults.
+    options: dict[str, Any] | None = None
 
 
 @dataclass

@@ -116,6 +116,7 @@ def create_connection(
     registry: ProviderRegistry,
     check_url: Callable[[str], str],
     clock: Clock,
+    options: dict[str, Any] | None = None,
 ) -> PsaConnection:
     fields = registry.credential_fields(provider)
     if fields is None:
@@ -131,6 +132,7 @@ def create_connection(
         company_id=company_id,
         credentials_encrypted=sealer.seal({f: credentials[f] for f in fields}),
         created_at=clock(),
+        options=options,
     )
     with uow() as tx:
         tx.connections.add(connection)

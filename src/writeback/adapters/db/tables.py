@@ -93,6 +93,7 @@ psa_connections = sa.Table(
     sa.Column("credentials_encrypted", sa.LargeBinary, nullable=False),
     sa.Column("is_active", sa.Boolean, nullable=False, default=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("options", sa.JSON, nullable=True),
 )
 
 ai_sessions = sa.Table(

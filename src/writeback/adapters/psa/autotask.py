@@ -6,7 +6,17 @@ on every zone call, notes with per-tenant integer picklists `noteType` and `publ
 `.../entityInformation/fields` and chosen by label), the status changed by `PATCH /V1.0/Tickets`,
 and error bodies `{"errors": ["..."]}`.
 
+Confirmed in KerkhoffTechnologies/django-autotask (djautotask/api_rest.py): zone discovery answers
+500 for a blank or unknown user, and the REST API answers 500 (not 403) for some permission
+refusals ("does not have the adequate permissions"). Both are answers, not outages: permanent.
+
 Where the reference is silent the code assumes little and fails safe:
+- A 500 is a refusal only when its `{"errors": [...]}` text reads as one (permissions,
+  validation); any other 500 stays transient, so an unknown wording costs retries, never a
+  wrongly failed job.
+- The `publish` and `noteType` labels are per-connection options whose defaults match live
+  tenants ("All Autotask Users" for resolutions, "Internal Project Team" then "Internal Only" for
+  handoffs); a label or id the tenant lacks refuses the post before anything is posted.
 - Zone discovery sends no credentials, and the zone URL it returns must pass the SSRF guard before
   any credential is sent there. A zone that answers 401/404 is rediscovered once (tenants move).
 - Picklist values are matched by label, never by a hard-coded number, among active values only;
@@ -29,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field
 
 from writeback.adapters.psa.boardless import ALL_TICKETS, require_no_board
 from writeback.adapters.psa.http import HttpClient, read_answer
@@ -38,7 +49,15 @@ from writeback.domain.errors import (
     PsaRejected,
     PsaTransientError,
 )
-from writeback.domain.model import Board, BoardStatus, NoteType, PostedNote, Ticket
+from writeback.domain.model import (
+    NOTE_TYPE_BY_KIND,
+    Board,
+    BoardStatus,
+    JobKind,
+    NoteType,
+    PostedNote,
+    Ticket,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +71,12 @@ MAX_MESSAGE = 500
 _PICKLIST_FIELDS = {"Tickets": ("status",), "TicketNotes": ("noteType", "publish")}
 _FAILED_BY_FIELD = {"noteType": "note_type", "publish": "publish"}
 _DIGITS = re.compile(r"[0-9]+")
+# What a 500's error text says when the request was refused rather than the service failing.
+_REFUSAL = re.compile(
+    r"adequate permission|not have permission|permission denied|not authori[sz]ed|is required"
+    r"|is invalid|invalid value|not valid|does not exist|must be|is not allowed|validation",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -59,20 +84,43 @@ class NoteStyle:
     """How a note of one kind is posted: picklist labels (the first active match wins) and the
     title (some ticket categories require one)."""
 
-    note_type: tuple[str, ...]
-    publish: tuple[str, ...]
+    note_type: tuple[str | int, ...]  # labels (any case) or picklist ids
+    publish: tuple[str | int, ...]
     title: str
 
 
 NOTE_STYLES: Mapping[NoteType, NoteStyle] = {
-    # Customer-visible resolution; an escalation handoff is for Autotask users only.
+    # Customer-visible resolution; an escalation handoff is for internal users only (live
+    # tenants label publish "All Autotask Users", "Internal Project Team", "Internal &
+    # Co-Managed"; the last one shows co-managing customers the note, so it is never a default).
     NoteType.RESOLUTION: NoteStyle(("Resolution",), ("All Autotask Users",), "Resolution"),
     NoteType.INTERNAL_ANALYSIS: NoteStyle(
         ("Internal Notes", "Task Detail"),
-        ("Internal Only", "Internal Project Team"),
+        ("Internal Project Team", "Internal Only"),
         "Escalation handoff",
     ),
 }
+
+
+class Options(BaseModel):
+    """Per-connection picklist choices by kind of writeback (resolve, escalate): labels or ids,
+    the first active one wins. Kinds left out keep NOTE_STYLES."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    publish: dict[JobKind, list[str | int]] = Field(default_factory=dict)
+    note_type: dict[JobKind, list[str | int]] = Field(default_factory=dict)
+
+    def note_styles(self) -> dict[NoteType, NoteStyle]:
+        styles = dict(NOTE_STYLES)
+        for kind, note in NOTE_TYPE_BY_KIND.items():
+            base = styles[note]
+            styles[note] = NoteStyle(
+                tuple(self.note_type.get(kind) or base.note_type),
+                tuple(self.publish.get(kind) or base.publish),
+                base.title,
+            )
+        return styles
 
 
 @dataclass(frozen=True)
@@ -239,15 +287,14 @@ class AutotaskProvider:
 
     # Picklists
 
-    def _choice(self, entity: str, field: str, labels: Sequence[str]) -> int:
-        """The value of the first active picklist entry with one of `labels` (any case)."""
-        wanted = [label.casefold() for label in labels]
+    def _choice(self, entity: str, field: str, labels: Sequence[str | int]) -> int:
+        """The value of the first active picklist entry with one of `labels` (any case) or ids."""
+        wanted = [label.casefold() if isinstance(label, str) else label for label in labels]
         for refresh in (False, True):  # a label missing from the cache may be new: look again
-            active = {
-                c.label.strip().casefold(): c.value
-                for c in self._picklists(entity, refresh).get(field, [])
-                if c.active
-            }
+            active: dict[str | int, int] = {}
+            for c in self._picklists(entity, refresh).get(field, []):
+                if c.active:
+                    active[c.label.strip().casefold()] = active[c.value] = c.value
             for label in wanted:
                 if label in active:
                     return active[label]
@@ -380,10 +427,20 @@ def _parse_discovery(response: requests.Response) -> Any:
             f"Autotask zone discovery answered {status}: is this an Autotask site?",
             failed="site_url",
         )
+    if status == 500 and isinstance(body, dict) and body.get("errors"):
+        # Autotask's answer for a blank or unknown API user: not an outage.
+        raise PsaNotFound(
+            f"Autotask does not know this API user: {_error_message(response)}",
+            failed="username",
+        )
     return _parse("GET", "ZoneInformation", response, failed="zone")
 
 
 def _parse(method: str, path: str, response: requests.Response, failed: str | None = None) -> Any:
+    if response.status_code == 500 and _REFUSAL.search(_error_message(response)):
+        # Permission refusals and some validation failures come as 500: repeating fails again.
+        message = _error_message(response)
+        raise PsaRejected(f"Autotask {method} {path} refused: {message}", failed=failed)
     return read_answer(
         "Autotask", method, path, response, _error_message, failed=failed, blame_auth=_blame_auth
     )

@@ -1,10 +1,15 @@
 """HaloPSA REST API. Vendor JSON stays in this module.
 
-Facts used here are in shared/reference/other-psas.md: an OAuth2 client-credentials token from
-`{site}/auth/token` (`?tenant=` when the connection names one), `Authorization: Bearer` on
-`{site}/api/...`, notes posted as "actions" in a JSON array to `/api/Actions`
-(`hiddenfromuser: true` = internal only), the status upserted with `[{"id", "status_id"}]` to
-`/api/Tickets`, and global statuses from `/api/Status`.
+Facts used here: the authorisation server and tenant discovered from `GET {site}/api/authinfo`
+(`auth_url`, `tenant_id`; the token endpoint is `{auth_url}/token`), falling back to
+`{site}/auth/token` (homotechsual/HaloAPI Connect-HaloAPI.ps1; n8n's HaloPSA credentials take a
+separate authorisation server URL, here the `auth_url` option); an OAuth2 client-credentials
+token (`?tenant=` when known), `Authorization: Bearer` on `{site}/api/...`, notes posted as
+"actions" in a JSON array to `/api/Actions` (`hiddenfromuser: true` = internal only), listed with
+`includehtmlnote=true` so HTML-only notes are searchable (Get-HaloAction.ps1), the status
+upserted with `[{"id", "status_id"}]` to `/api/Tickets`, global statuses from `/api/Status` (with
+`excludeclosed`, Get-HaloStatus.ps1; no `inactive` flag, Status.json), and 400s as field-keyed
+JSON (`{"[0].ticket_id": "..."}`, n8n GenericFunctions.ts).
 
 Choices where the reference is silent, and how the code stays safe if reality differs:
 - The note goes as plain text in `note` and, HTML-escaped with line breaks as `<br>`, in
@@ -21,7 +26,12 @@ Choices where the reference is silent, and how the code stays safe if reality di
   with more actions than MAX_PAGES pages is refused rather than risk posting a note twice.
 - A status change is checked first: the status must be listed and active, and the ticket must
   exist, since an upsert naming an unknown id might create a ticket.
-- `closed` means Halo's closed status (9), `inactive` an `inactive` flag if the API sends one.
+- `closed` comes from the connection's `closed_status_ids` option when set, else from the status
+  list itself: a status that `?excludeclosed=true` leaves out is closed. A server ignoring the
+  parameter marks nothing closed (the flag is informational), never a wrong status usable.
+- Only listed statuses are usable: Halo lists active ones, so an inactive status is refused.
+- The authorisation server named by authinfo must pass the SSRF guard before the client secret
+  is sent there; a site without authinfo (older, on-premise) uses `{site}/auth/token`.
 """
 
 from __future__ import annotations
@@ -39,10 +49,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from pydantic import BaseModel, ConfigDict, Field
 
 from writeback.adapters.psa.boardless import ALL_TICKETS, require_no_board
 from writeback.adapters.psa.http import HttpClient, read_answer, retry_after_seconds
 from writeback.domain.errors import (
+    InvalidInput,
     PsaAuthError,
     PsaNotFound,
     PsaRejected,
@@ -53,7 +65,6 @@ from writeback.domain.model import Board, BoardStatus, NoteType, PostedNote, Tic
 log = logging.getLogger(__name__)
 
 CREDENTIAL_FIELDS = ("client_id", "client_secret")
-CLOSED_STATUSES = frozenset({9})  # Halo's "Closed"
 TOKEN_MARGIN = 60.0  # seconds before expiry a token is replaced (at most half its lifetime)
 STATUS_TTL = 600.0
 PAGE_SIZE = 100
@@ -88,7 +99,19 @@ class _Token:
 class _Status:
     id: int
     name: str
-    inactive: bool
+    closed: bool
+
+
+class Options(BaseModel):
+    """Per-connection settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The authorisation server (`https://auth.example/auth`; `/token` is appended), for hosted
+    # instances where authinfo is missing or wrong. Passes the SSRF guard like the site URL.
+    auth_url: str | None = Field(default=None, min_length=1, max_length=500)
+    # Which statuses count as closed, when the status list cannot say.
+    closed_status_ids: list[int] | None = Field(default=None, max_length=50)
 
 
 CacheKey = tuple[str, str, str, str]
@@ -155,8 +178,9 @@ class HaloProvider:
         credentials: dict[str, str],
         http: HttpClient,
         cache: HaloCache,
+        check_url: Callable[[str], str],
+        options: Options | None = None,
         action_styles: Mapping[NoteType, ActionStyle] = ACTION_STYLES,
-        closed_statuses: frozenset[int] = CLOSED_STATUSES,
     ) -> None:
         self._site = site_url.rstrip("/")
         self._tenant = tenant.strip()
@@ -166,7 +190,8 @@ class HaloProvider:
         self._cache = cache
         self._key = cache.key(self._site, self._tenant, self._client_id, self._client_secret)
         self._styles = dict(action_styles)
-        self._closed = closed_statuses
+        self._check_url = check_url
+        self._options = options or Options()
 
     # PsaProvider
 
@@ -199,6 +224,7 @@ class HaloProvider:
         for page_no in range(1, MAX_PAGES + 1):
             params = {
                 "ticket_id": number,
+                "includehtmlnote": "true",
                 "pageinate": "true",
                 "page_size": PAGE_SIZE,
                 "page_no": page_no,
@@ -253,13 +279,7 @@ class HaloProvider:
     def list_statuses(self, board_id: int | None) -> list[BoardStatus]:
         require_no_board("HaloPSA", board_id)
         return [
-            BoardStatus(
-                id=s.id,
-                name=s.name,
-                board_id=None,
-                inactive=s.inactive,
-                closed=s.id in self._closed,
-            )
+            BoardStatus(id=s.id, name=s.name, board_id=None, inactive=False, closed=s.closed)
             for s in self._statuses(refresh=True)
         ]
 
@@ -273,18 +293,26 @@ class HaloProvider:
         cached = None if refresh else self._cache.statuses(self._key)
         if cached is not None:
             return cached
-        raw = self._call("GET", "Status")
+        listed = self._status_list({})
+        closed = self._options.closed_status_ids
+        if closed is None:  # what the server leaves out when asked to exclude closed ones
+            still_open = set(self._status_list({"excludeclosed": "true"}))
+            closed = [i for i in listed if i not in still_open]
+        statuses = [_Status(i, name, i in closed) for i, name in listed.items()]
+        self._cache.put_statuses(self._key, statuses)
+        return statuses
+
+    def _status_list(self, params: dict[str, str]) -> dict[int, str]:
+        raw = self._call("GET", "Status", params=params)
         if isinstance(raw, dict):  # tolerate a wrapped list
             raw = raw.get("statuses") or raw.get("records")
         if not isinstance(raw, list):
             raise PsaRejected("Halo GET Status answered something else than a list")
-        statuses = [
-            _Status(s["id"], str(s.get("name") or ""), s.get("inactive") is True)
+        return {
+            s["id"]: str(s.get("name") or "")
             for s in raw
             if isinstance(s, dict) and isinstance(s.get("id"), int)
-        ]
-        self._cache.put_statuses(self._key, statuses)
-        return statuses
+        }
 
     def _status_name(self, status_id: int | None) -> str | None:
         if status_id is None:
@@ -298,9 +326,9 @@ class HaloProvider:
     def _usable_status(self, status_id: int) -> None:
         for refresh in (False, True):
             for status in self._statuses(refresh):
-                if status.id == status_id and not status.inactive:
+                if status.id == status_id:
                     return
-        raise PsaRejected(f"Halo has no active status {status_id}")
+        raise PsaRejected(f"Halo lists no active status {status_id}")
 
     # Plumbing
 
@@ -321,10 +349,11 @@ class HaloProvider:
         cached = None if refresh else self._cache.token(self._key)
         if cached:
             return cached
+        token_url, tenant = self._auth_server()
         response = self._http.request(
             "POST",
-            f"{self._site}/auth/token",
-            params={"tenant": self._tenant} if self._tenant else None,
+            token_url,
+            params={"tenant": tenant} if tenant else None,
             data={
                 "grant_type": "client_credentials",
                 "client_id": self._client_id,
@@ -333,9 +362,27 @@ class HaloProvider:
             },
             headers={"Accept": "application/json"},
         )
-        issued = _parse_token(response, tenant_given=bool(self._tenant))
+        issued = _parse_token(response, tenant_given=bool(tenant))
         self._cache.put_token(self._key, issued[0], issued[1])
         return issued[0]
+
+    def _auth_server(self) -> tuple[str, str]:
+        """(token URL, tenant): the configured auth URL, else authinfo's, else `{site}/auth`."""
+        auth_url, tenant = self._options.auth_url, self._tenant
+        if auth_url is None:
+            info = _json(self._http.request("GET", f"{self._site}/api/authinfo"))
+            found = info.get("auth_url") if isinstance(info, dict) else None
+            if isinstance(found, str) and found.strip():
+                auth_url = found.strip()
+                tenant = tenant or str(info.get("tenant_id") or "").strip()
+        if auth_url is None:
+            return f"{self._site}/auth/token", tenant
+        try:  # the PSA named this host: it must pass the guard before the secret goes there
+            auth_url = self._check_url(auth_url.rstrip("/"))
+        except InvalidInput as exc:
+            message = f"Halo auth server refused: {exc.message}"
+            raise PsaRejected(message, failed="auth_url") from None
+        return (auth_url if auth_url.endswith("/token") else f"{auth_url}/token"), tenant
 
 
 def _id(ticket_id: str) -> int:
@@ -397,6 +444,10 @@ def _error_message(response: requests.Response) -> str:
     elif isinstance(body, dict):
         keys = ("message", "Message", "error_description", "error", "title")
         message = "; ".join(str(body[k]) for k in keys if isinstance(body.get(k), str))
+        # Validation errors are keyed by the field at fault: {"[0].ticket_id": "..."}.
+        message = message or "; ".join(
+            f"{field}: {text}" for field, text in body.items() if isinstance(text, str)
+        )
     elif isinstance(body, list):
         message = "; ".join(str(item) for item in body if isinstance(item, str))
     elif response.headers.get("Content-Type", "").startswith("text/plain"):

@@ -1,10 +1,12 @@
 """HTTP plumbing shared by the PSA providers: one session per thread, timeouts on every call,
-no redirects, and transport failures turned into domain errors."""
+no redirects, connections pinned to the address the SSRF guard vetted, and transport failures
+turned into domain errors."""
 
 from __future__ import annotations
 
 import copy
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,7 +14,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-from urllib3.exceptions import NewConnectionError
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import create_connection
 
 from writeback.domain.errors import (
     PsaAmbiguousError,
@@ -24,15 +30,69 @@ from writeback.domain.errors import (
 
 log = logging.getLogger(__name__)
 
+# (host, port) -> the vetted address to connect to (ssrf.AddressVetter); raises to refuse.
+Vet = Callable[[str, int], str]
+
+
+class PinnedAdapter(HTTPAdapter):
+    """A transport adapter whose connections resolve and vet their host themselves, then
+    connect to exactly the vetted address: no DNS-rebinding window between check and connect.
+    TLS still verifies the certificate against the host name (only the socket is pinned).
+    Chosen over requests-hardened because the vetting is our policy (allowlisted networks and
+    names, metadata never, embedded IPv4) and a subclass of two urllib3 classes carries it."""
+
+    def __init__(self, vet: Vet) -> None:
+        super().__init__()
+        connections = {
+            "http": type("VettedHTTPConnection", (_Vetted, HTTPConnection), {"vet": vet}),
+            "https": type("VettedHTTPSConnection", (_Vetted, HTTPSConnection), {"vet": vet}),
+        }
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": type(
+                "VettedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": connections["http"]}
+            ),
+            "https": type(
+                "VettedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": connections["https"]}
+            ),
+        }
+
+
+class _Vetted(HTTPConnection):
+    vet: Vet
+
+    def _new_conn(self) -> socket.socket:
+        """urllib3's own, connecting to the vetted address instead of resolving again."""
+        try:
+            address = type(self).vet(self._dns_host, self.port)
+            return create_connection(
+                (address, self.port),
+                self.timeout,
+                source_address=self.source_address,
+                socket_options=self.socket_options,
+            )
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(self, f"Connection to {self.host} timed out") from exc
+        except OSError as exc:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+
 
 class HttpClient:
     """requests.Session is not documented as thread-safe, and workers run threads: one each."""
 
-    def __init__(self, timeout: float, user_agent: str = "psa-writeback/0.1") -> None:
+    def __init__(
+        self, timeout: float, user_agent: str = "psa-writeback/0.1", vet: Vet | None = None
+    ) -> None:
         self.timeout = timeout
         self._user_agent = user_agent
+        self._vet = vet
         self._local = threading.local()
         self._gate: Callable[[], None] | None = None
+
+    def pinned(self, vet: Vet) -> HttpClient:
+        """A client (with its own sessions) whose every connection goes through `vet`."""
+        return HttpClient(self.timeout, self._user_agent, vet)
 
     def gated(self, gate: Callable[[], None]) -> HttpClient:
         """The same client (and connection pools), calling `gate` before every request: how a
@@ -46,6 +106,12 @@ class HttpClient:
         if session is None:
             session = requests.Session()
             session.headers["User-Agent"] = self._user_agent
+            if self._vet is not None:
+                # A proxy would resolve names itself, out of the guard's sight: go direct.
+                session.trust_env = False
+                adapter = PinnedAdapter(self._vet)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
             self._local.session = session
         return session
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
-from writeback.adapters.crypto import FernetSealer
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from writeback.adapters.crypto import CredentialSealError, FernetSealer
 from writeback.adapters.psa import autotask, connectwise, halopsa
 from writeback.adapters.psa.budget import RequestBudget
 from writeback.adapters.psa.http import HttpClient
-from writeback.adapters.psa.ssrf import guard_url
+from writeback.adapters.psa.ssrf import AddressVetter, guard_url
+from writeback.domain.errors import CredentialsUnreadable, InvalidInput, SiteUrlRefused
 from writeback.domain.model import PsaConnection
 from writeback.domain.ports import PsaProvider
+from writeback.domain.site_url import HostPolicy
 
 
 @dataclass(frozen=True)
@@ -20,8 +25,8 @@ class ProviderContext:
     """What a provider gets besides its connection and opened credentials."""
 
     http: HttpClient
-    # The SSRF guard, for URLs a PSA hands back (Autotask zones, paging links): returns the
-    # normalized URL or raises InvalidInput.
+    # The SSRF guard, for URLs a PSA hands back (Autotask zones, Halo auth servers): returns
+    # the normalized URL or raises InvalidInput.
     check_url: Callable[[str], str]
 
 
@@ -29,10 +34,18 @@ class ProviderContext:
 Builder = Callable[[PsaConnection, dict[str, str], ProviderContext], PsaProvider]
 
 
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
 @dataclass(frozen=True)
 class ProviderSpec:
     credential_fields: tuple[str, ...]
     build: Builder
+    # The per-connection options the provider accepts (fields ending in `_url` pass the guard).
+    options: type[BaseModel] = NoOptions
+    # The URL users paste, mapped to the API's (ConnectWise's UI hosts to their API hosts).
+    api_url: Callable[[str], str] = str
 
 
 class ProviderRegistry:
@@ -43,27 +56,59 @@ class ProviderRegistry:
         sealer: FernetSealer,
         http: HttpClient,
         budget: RequestBudget,
-        allow_private_hosts: bool,
+        host_policy: HostPolicy,
     ) -> None:
         self._specs = dict(specs)
         self._sealer = sealer
-        self._http = http
+        vet = AddressVetter(host_policy)
+        # Every connection to a PSA resolves, vets and connects to one address (no rebinding).
+        self._http = http.pinned(vet)
         self._budget = budget
-        self._check_url = partial(guard_url, allow_private=allow_private_hosts)
+        self._check_url = partial(guard_url, vet=vet)
         # At configuration time a host that does not resolve is a typo, not an outage.
-        self.configure_url = partial(
-            guard_url, allow_private=allow_private_hosts, unresolvable="invalid"
-        )
+        self.configure_url = partial(guard_url, vet=vet, unresolvable="invalid")
 
     def credential_fields(self, provider: str) -> tuple[str, ...] | None:
         spec = self._specs.get(provider)
         return spec.credential_fields if spec else None
 
+    def configure(
+        self, provider: str, site_url: str, options: Mapping[str, Any] | None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The site URL as the provider's API wants it, and the options validated (only those
+        given are kept, so later default changes reach the connection). InvalidInput names
+        `options.<field>` at fault."""
+        spec = self._specs.get(provider)
+        if spec is None:  # the service refuses the provider by name
+            return site_url, None
+        try:
+            given = spec.options.model_validate(options or {}).model_dump(
+                mode="json", exclude_unset=True
+            )
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            loc = [str(part) for part in error["loc"] if part != "[key]"]  # a bad dict key
+            where = ".".join(["options", *loc])
+            raise InvalidInput(where, f"{where}: {error['msg']}") from None
+        for name, value in given.items():
+            if name.endswith("_url") and value is not None:
+                try:
+                    given[name] = self.configure_url(value)
+                except InvalidInput as exc:
+                    raise InvalidInput(f"options.{name}", exc.message) from None
+        return spec.api_url(site_url), given or None
+
     def build(self, connection: PsaConnection) -> PsaProvider:
-        # The site URL is judged again at connect time: DNS answers may have changed since.
-        self._check_url(connection.site_url)
         spec = self._specs[connection.provider]
-        credentials = self._sealer.open(connection.credentials_encrypted)
+        # The site URL is judged again at connect time: DNS answers may have changed since.
+        try:
+            self._check_url(connection.site_url)
+        except InvalidInput as exc:
+            raise SiteUrlRefused(exc.message, failed="site_url") from None
+        try:
+            credentials = self._sealer.open(connection.credentials_encrypted)
+        except CredentialSealError as exc:
+            raise CredentialsUnreadable(str(exc), failed="credentials") from None
         tenant = f"{connection.site_url}|{connection.company_id}"
         http = self._http.gated(self._budget.gate(connection.provider, tenant))
         return spec.build(connection, credentials, ProviderContext(http, self._check_url))
@@ -84,6 +129,7 @@ def default_specs(*, cw_process_notifications: bool = False) -> dict[str, Provid
             http=context.http,
             codebases=codebases,
             process_notifications=cw_process_notifications,
+            options=connectwise.Options.model_validate(connection.options or {}),
         )
 
     autotask_cache = autotask.AutotaskCache()
@@ -98,6 +144,7 @@ def default_specs(*, cw_process_notifications: bool = False) -> dict[str, Provid
             http=context.http,
             cache=autotask_cache,
             check_url=context.check_url,
+            note_styles=autotask.Options.model_validate(connection.options or {}).note_styles(),
         )
 
     halo_cache = halopsa.HaloCache()
@@ -111,10 +158,17 @@ def default_specs(*, cw_process_notifications: bool = False) -> dict[str, Provid
             credentials=credentials,
             http=context.http,
             cache=halo_cache,
+            check_url=context.check_url,
+            options=halopsa.Options.model_validate(connection.options or {}),
         )
 
     return {
-        "connectwise": ProviderSpec(connectwise.CREDENTIAL_FIELDS, build_connectwise),
-        "autotask": ProviderSpec(autotask.CREDENTIAL_FIELDS, build_autotask),
-        "halopsa": ProviderSpec(halopsa.CREDENTIAL_FIELDS, build_halopsa),
+        "connectwise": ProviderSpec(
+            connectwise.CREDENTIAL_FIELDS,
+            build_connectwise,
+            connectwise.Options,
+            connectwise.api_site_url,
+        ),
+        "autotask": ProviderSpec(autotask.CREDENTIAL_FIELDS, build_autotask, autotask.Options),
+        "halopsa": ProviderSpec(halopsa.CREDENTIAL_FIELDS, build_halopsa, halopsa.Options),
     }

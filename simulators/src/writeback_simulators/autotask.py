@@ -5,21 +5,28 @@ Behaviour follows shared/reference/other-psas.md: zone discovery at
 authenticated by the `UserName`, `Secret` and `ApiIntegrationCode` headers; ticket notes with
 integer picklists `noteType` and `publish`; the ticket status changed by `PATCH /V1.0/Tickets`
 with `{"id", "status"}`; picklists read from `.../entityInformation/fields`; notes found with
-`POST /V1.0/TicketNotes/query`. Error bodies are `{"errors": ["..."]}`. Paths are case-sensitive.
+`POST /V1.0/TicketNotes/query`. Error bodies are `{"errors": ["..."]}`. Paths are matched
+case-insensitively, like the real service (`v1.0/zoneInformation` and `V1.0/ZoneInformation`);
+the request log shows them in their canonical case.
 
-Unconfirmed and modelled here (keep the provider tolerant of them): an unknown user's discovery
-answers 404; a missing or wrong ApiIntegrationCode answers 401 with a message naming it; a stale
-zone answers 401 (the user is unknown in that zone's database); an unknown or inactive picklist
-value answers 400; a note needs a non-empty `title` (some ticket categories require one);
-`description` holds at most 32,000 characters; picklist values are strings, as in the
-entityInformation/fields answers of the real API; queries are answered on one page.
+Confirmed in KerkhoffTechnologies/django-autotask and modelled: discovery for a blank or unknown
+user answers 500 with `{"errors": [...]}`; a permission refusal answers 500 (not 403) with "does
+not have the adequate permissions"; live tenants label `publish` "All Autotask Users", "Internal
+Project Team" and "Internal & Co-Managed" (no "Internal Only").
+
+Unconfirmed and modelled here (keep the provider tolerant of them): a missing or wrong
+ApiIntegrationCode answers 401 with a message naming it; a stale zone answers 401 (the user is
+unknown in that zone's database); an unknown or inactive picklist value answers 400; a note needs a
+non-empty `title` (some ticket categories require one); `description` holds at most 32,000
+characters; picklist values are strings, as in the entityInformation/fields answers of the real
+API; queries are answered on one page.
 
 Seed data (restored by `POST /__sim/reset`):
   API user `api@acme.example`, secret `at-secret`, integration code `AT-INTEGRATION`.
   Zone: `{this server}/atservicesrest/`.
   Ticket status: 1 New (default), 5 Complete (Autotask's closed status), 7 Waiting Customer,
     8 In Progress, 11 Escalate, 99 Legacy (inactive).
-  Note publish: 1 All Autotask Users, 2 Internal Only.
+  Note publish: 1 All Autotask Users, 2 Internal Project Team, 3 Internal & Co-Managed.
   Note noteType: 1 Task Detail, 2 Resolution, 3 Internal Notes, 4 Old Type (inactive).
   No tickets. Ticket ids start at 7000 and note ids at 80001; neither restarts on reset.
 
@@ -30,6 +37,8 @@ Control API (no auth, JSON; errors in Autotask's shape):
   PUT    /__sim/zone               {"prefix": "ws5"} -> {"url": ...}: the zone moves to
                                    `{server}/ws5/atservicesrest/`; "" moves it back; calls to
                                    the old zone answer 401
+  PUT    /__sim/permissions        {"create_notes": false} -> note POSTs are refused with a 500
+                                   naming missing permissions; true restores
   POST|GET|DELETE /__sim/faults..., GET /__sim/requests?ticket_id=   see simulators/faults.py
 
 Faults match vendor calls (ZoneInformation included, /__sim/ never) by `ticket_id` (from the path
@@ -52,8 +61,8 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from writeback.simulators import faults
-from writeback.simulators.server import run_cli
+from writeback_simulators import faults
+from writeback_simulators.server import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +72,25 @@ USERNAME = "api@acme.example"
 SECRET = "at-secret"
 INTEGRATION_CODE = "AT-INTEGRATION"
 API_BASE = "/atservicesrest/V1.0"
-DISCOVERY_PATH = "/atservicesrest/v1.0/ZoneInformation"
+DISCOVERY_PATH = "/atservicesrest/V1.0/ZoneInformation"
+NO_PERMISSION = (
+    "The logged in Resource does not have the adequate permissions to create this entity type."
+)
+# Every literal path segment, in the case the routes use: requests may use any case.
+_CANONICAL = {
+    part.lower(): part
+    for part in (
+        "atservicesrest",
+        "V1.0",
+        "ZoneInformation",
+        "Tickets",
+        "Notes",
+        "TicketNotes",
+        "query",
+        "entityInformation",
+        "fields",
+    )
+}
 _EXTENSION = "autotask_sim"
 _FIRST_TICKET_ID = 7000
 _FIRST_NOTE_ID = 80001
@@ -93,7 +120,11 @@ STATUSES = (
     Choice(11, "Escalate"),
     Choice(99, "Legacy", active=False, system=False),
 )
-PUBLISH = (Choice(1, "All Autotask Users", default=True), Choice(2, "Internal Only"))
+PUBLISH = (
+    Choice(1, "All Autotask Users", default=True),
+    Choice(2, "Internal Project Team"),
+    Choice(3, "Internal & Co-Managed"),
+)
 NOTE_TYPES = (
     Choice(1, "Task Detail", default=True),
     Choice(2, "Resolution"),
@@ -165,6 +196,7 @@ class SimState(faults.PsaState[Ticket, Note]):
         self._zone_prefix = ""
         self._users = {u.username.casefold(): u for u in _SEED_USERS}
         self._picklists = {"status": STATUSES, "publish": PUBLISH, "noteType": NOTE_TYPES}
+        self._may_create_notes = True
 
     # Discovery and auth.
 
@@ -176,6 +208,15 @@ class SimState(faults.PsaState[Ticket, Note]):
     def move_zone(self, prefix: str) -> None:
         with self._lock:
             self._zone_prefix = prefix
+
+    @property
+    def may_create_notes(self) -> bool:
+        with self._lock:
+            return self._may_create_notes
+
+    def set_may_create_notes(self, allowed: bool) -> None:
+        with self._lock:
+            self._may_create_notes = allowed
 
     def knows_user(self, username: str) -> bool:
         with self._lock:
@@ -489,10 +530,8 @@ def _authenticate() -> None:
 
 def zone_information() -> Response:
     user = request.args.get("user", "")
-    if not user:
-        raise ApiError(400, "The user parameter is required.")
-    if not _state().knows_user(user):
-        raise ApiError(404, "Zone information could not be determined for this user.")
+    if not user or not _state().knows_user(user):  # Autotask answers both with a 500
+        raise ApiError(500, "Zone information could not be determined for this user.")
     prefix = _state().zone_prefix
     base = request.host_url  # ends with "/"
     zone = f"{base}{prefix}/atservicesrest/" if prefix else f"{base}atservicesrest/"
@@ -522,6 +561,8 @@ def patch_ticket() -> Response:
 
 
 def create_note(ticket_id: int) -> Response:
+    if not _state().may_create_notes:
+        raise ApiError(500, NO_PERMISSION)
     body = _json_body()
     if not isinstance(body, dict):
         raise ApiError(400, "A TicketNote object is required.")
@@ -620,9 +661,33 @@ _API_ROUTES: tuple[tuple[str, Callable[..., Any], str], ...] = (
     ("/Tickets/entityInformation/fields", ticket_fields, "GET"),
     ("/TicketNotes/entityInformation/fields", note_fields, "GET"),
 )
+
+
+def put_permissions() -> Response:
+    allowed = faults.control_body(frozenset({"create_notes"})).get("create_notes", True)
+    if not isinstance(allowed, bool):
+        raise faults.ControlError("create_notes must be true or false")
+    _state().set_may_create_notes(allowed)
+    return jsonify({"create_notes": allowed})
+
+
+def _case_insensitive_paths(wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
+    """Autotask matches paths in any case: spell known segments as the routes do."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/__sim/"):
+            parts = path.split("/")
+            environ["PATH_INFO"] = "/".join(_CANONICAL.get(p.lower(), p) for p in parts)
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
 _CONTROL_ROUTES: tuple[tuple[str, Callable[..., Any], str], ...] = (
     ("/__sim/tickets", sim_create_ticket, "POST"),
     ("/__sim/zone", put_zone, "PUT"),
+    ("/__sim/permissions", put_permissions, "PUT"),
 )
 _HIDDEN_HEADERS = faults.DEFAULT_HIDDEN_HEADERS | {"secret", "apiintegrationcode"}
 
@@ -651,6 +716,7 @@ def create_app(state: SimState | None = None) -> Flask:
     app.before_request(_authenticate)  # after the request faults, as in the real service order
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, faults.http_error_handler(_error_response))
+    app.wsgi_app = _case_insensitive_paths(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

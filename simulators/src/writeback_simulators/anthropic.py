@@ -78,14 +78,14 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from writeback.simulators.faults import (
+from writeback_simulators.faults import (
     ControlError,
     RequestLog,
     control_body,
     is_vendor_call,
     parse_times,
 )
-from writeback.simulators.server import run_cli
+from writeback_simulators.server import run_cli
 
 logger = logging.getLogger(__name__)
 

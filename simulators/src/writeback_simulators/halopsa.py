@@ -7,20 +7,28 @@ Behaviour follows shared/reference/other-psas.md: an OAuth2 client-credentials t
 status is changed by upserting `[{"id", "status_id"}]` to `/api/Tickets`; statuses are global
 (`/api/Status`).
 
+Confirmed elsewhere and modelled: `GET /api/authinfo` (no auth) names the authorisation server
+`{"auth_url", "tenant_id"}` whose `/token` issues tokens (homotechsual/HaloAPI); validation 400s
+are JSON keyed by the field at fault, `{"[0].ticket_id": "..."}` (n8n's HaloPSA node); statuses
+carry no `inactive` flag (HaloAPI's Status.json): inactive ones are simply not listed, and
+`excludeclosed=true` leaves the closed one out; action lists carry `note_html` only with
+`includehtmlnote=true`.
+
 Unconfirmed and modelled here (keep the provider tolerant of them): token errors are
 `{"error", "error_description"?}` with 400 (IdentityServer style); a missing, unknown or expired
 bearer token answers 401 with an empty body and `WWW-Authenticate`; other API errors are plain
 text; action ids count per ticket (1, 2, ...), as the API addresses an action by ticket and id;
 `/api/Actions?ticket_id=` lists all of a ticket's actions, oldest first, or one page with
 `pageinate=true&page_size=&page_no=`, and `count=` keeps the first n; a posted single action is
-answered with the created object (several: an array); a status carries an `inactive` flag; an
+answered with the created object (several: an array); an
 upsert naming an unknown ticket id is refused (real Halo might create a ticket instead).
 
 Seed data (restored by `POST /__sim/reset`):
   client `halo-client` / `halo-secret`; tenants: none (on-premise form) or `acme`.
   Token lifetime 3600 s.
   Statuses: 1 New, 2 In Progress, 4 Waiting on User, 9 Closed (Halo's closed status),
-    21 Escalated, 30 Old (inactive).
+    21 Escalated, 30 Old (inactive: never listed, refused).
+  authinfo: auth_url `{site}/auth`, tenant_id "" (the on-premise form).
   No tickets. Ticket ids start at 2000 and do not restart on reset.
 
 Control API (no auth, JSON; errors as plain text):
@@ -29,6 +37,8 @@ Control API (no auth, JSON; errors as plain text):
   GET    /__sim/tickets/<id>       Ticket plus "notes": [Action, ...] in stored order
   PUT    /__sim/tokens             {"lifetime": seconds} -> {"lifetime": ...} for new tokens
   DELETE /__sim/tokens             revoke every issued token -> 204
+  PUT    /__sim/authinfo           {"auth_url"?, "tenant_id"?} what authinfo answers (both
+                                   omitted: 404, a site without authinfo); reset restores it
   POST|GET|DELETE /__sim/faults..., GET /__sim/requests?ticket_id=   see simulators/faults.py
 
 Faults match vendor calls (the token endpoint included, /__sim/ never) by `ticket_id` (from the
@@ -55,8 +65,8 @@ from typing import Any
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from writeback.simulators import faults
-from writeback.simulators.server import run_cli
+from writeback_simulators import faults
+from writeback_simulators.server import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -140,11 +150,13 @@ class ApiError(Exception):
         *,
         oauth_error: str | None = None,
         headers: Mapping[str, str] | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.oauth_error = oauth_error
+        self.field = field  # a validation error's field: answered as {field: message}
         self.headers = dict(headers or {})
 
 
@@ -174,6 +186,7 @@ class SimState(faults.PsaState[Ticket, Action]):
         self._tenants = set(_SEED_TENANTS)
         self._lifetime = DEFAULT_LIFETIME
         self._tokens: dict[str, tuple[Client, float]] = {}
+        self._authinfo: Json | None = {"tenant_id": ""}  # auth_url: this site's /auth
         self._statuses = {s.id: s for s in STATUSES}
 
     # OAuth.
@@ -214,9 +227,24 @@ class SimState(faults.PsaState[Ticket, Action]):
 
     # Statuses and tickets.
 
-    def statuses(self) -> list[Json]:
+    def statuses(self, exclude_closed: bool = False) -> list[Json]:
+        """Active statuses only (Halo does not list inactive ones)."""
         with self._lock:
-            return [_status_json(s) for s in self._statuses.values()]
+            return [
+                _status_json(s)
+                for s in self._statuses.values()
+                if not s.inactive and not (exclude_closed and s.id == CLOSED)
+            ]
+
+    def authinfo(self, site: str) -> Json | None:
+        with self._lock:
+            if self._authinfo is None:
+                return None
+            return {"auth_url": f"{site}/auth", **self._authinfo}
+
+    def set_authinfo(self, info: Json | None) -> None:
+        with self._lock:
+            self._authinfo = info
 
     def create_ticket(self, status_id: int | None, summary: str) -> Json:
         with self._lock:
@@ -234,8 +262,10 @@ class SimState(faults.PsaState[Ticket, Action]):
         with self._lock:
             ticket = self._tickets.get(ticket_id)
             if ticket is None:
-                raise ApiError(400, f"Ticket {ticket_id} does not exist")
-            status = self._usable_status(status_id)
+                raise ApiError(400, f"Ticket {ticket_id} does not exist", field="id")
+            status = self._usable_status(
+                status_id, lambda message: ApiError(400, message, field="status_id")
+            )
             fault, store = self._take_status_fault()
             changed = replace(ticket, status_id=status.id, last_action=_now())
             changed.date_closed = changed.last_action if status.id == CLOSED else None
@@ -329,7 +359,6 @@ def _status_json(status: Status) -> Json:
         "shortname": status.name[:4].upper(),
         "colour": status.colour,
         "sequence": status.sequence,
-        "inactive": status.inactive,
     }
 
 
@@ -350,6 +379,9 @@ def _error_response(status: int, message: str, headers: Mapping[str, str]) -> Re
 def _api_error(error: ApiError) -> Response:
     if error.oauth_error is not None:
         response = jsonify({"error": error.oauth_error, "error_description": error.message})
+        response.status_code = error.status
+    elif error.field is not None:
+        response = jsonify({error.field: error.message})
         response.status_code = error.status
     elif error.status == 401:
         response = Response(status=401, mimetype="text/plain")  # Halo sends no body
@@ -389,7 +421,7 @@ def _ticket_in_call() -> int | None:
 
 def _authenticate() -> None:
     """A live bearer token for every /api/ call."""
-    if not request.path.startswith("/api/"):
+    if not request.path.startswith("/api/") or request.path == "/api/authinfo":
         return
     auth = request.authorization
     client = None
@@ -420,8 +452,16 @@ def token() -> Response:
     return response
 
 
+def authinfo() -> Response:
+    info = _state().authinfo(request.host_url.rstrip("/"))
+    if info is None:
+        raise ApiError(404, "Not found")
+    return jsonify(info)
+
+
 def list_statuses() -> Response:
-    return jsonify(_state().statuses())
+    exclude_closed = request.args.get("excludeclosed", "").lower() == "true"
+    return jsonify(_state().statuses(exclude_closed))
 
 
 def get_ticket(ticket_id: int) -> Response:
@@ -431,17 +471,23 @@ def get_ticket(ticket_id: int) -> Response:
 def post_tickets() -> Response:
     items = _items("ticket")
     answers: list[Json] = []
-    for item in items:
+    for index, item in enumerate(items):
         ticket_id, status_id = _int(item.get("id")), _int(item.get("status_id"))
         if not ticket_id:
-            raise ApiError(400, "Creating tickets is not simulated: use /__sim/tickets")
+            raise _invalid(index, "id", "Creating tickets is not simulated: use /__sim/tickets")
         # Only status changes are simulated; refusing other fields beats silently ignoring them.
         others = set(item) - {"id", "status_id"}
         if others:
-            raise ApiError(400, f"Updating {', '.join(sorted(others))} is not simulated")
+            name = sorted(others)[0]
+            raise _invalid(index, name, f"Updating {name} is not simulated")
         if status_id is None:
-            raise ApiError(400, "status_id must be an integer")
-        ticket, fault = _state().change_status(ticket_id, status_id)
+            raise _invalid(index, "status_id", "status_id must be an integer")
+        try:
+            ticket, fault = _state().change_status(ticket_id, status_id)
+        except ApiError as error:
+            if error.field is not None:
+                raise _invalid(index, error.field, error.message) from None
+            raise
         faults.after_write(fault)
         answers.append(ticket)
     return jsonify(answers[0] if len(answers) == 1 else answers)
@@ -462,6 +508,8 @@ def list_actions() -> Response:
         page = _positive(args.get("page_no"), "page_no") or 1
         body |= {"page_no": page, "page_size": size}
         actions = actions[(page - 1) * size : page * size]
+    if args.get("includehtmlnote", "").lower() != "true":
+        actions = [{k: v for k, v in a.items() if k != "note_html"} for a in actions]
     body["actions"] = actions
     return jsonify(body)
 
@@ -475,7 +523,8 @@ def _positive(raw: str | None, name: str) -> int | None:
 
 
 def post_actions() -> Response:
-    items = [_action_item(item) for item in _items("action")]  # all valid before any is stored
+    # All valid before any is stored.
+    items = [_action_item(index, item) for index, item in enumerate(_items("action"))]
     answers = [_state().add_action(item, g.client) for item in items]
     for _, fault in answers:
         faults.after_write(fault)
@@ -483,20 +532,25 @@ def post_actions() -> Response:
     return jsonify(created[0] if len(created) == 1 else created)
 
 
-def _action_item(item: Json) -> Json:
+def _invalid(index: int, name: str, message: str) -> ApiError:
+    return ApiError(400, message, field=f"[{index}].{name}")
+
+
+def _action_item(index: int, item: Json) -> Json:
     unknown = set(item) - _ACTION_FIELDS
     if unknown:
-        raise ApiError(400, f"Action fields {', '.join(sorted(unknown))} are not simulated")
+        name = sorted(unknown)[0]
+        raise _invalid(index, name, f"Action field {name} is not simulated")
     ticket_id = _int(item.get("ticket_id"))
     if not ticket_id:
-        raise ApiError(400, "ticket_id is required")
+        raise _invalid(index, "ticket_id", "ticket_id is required")
     note, note_html = item.get("note"), item.get("note_html")
     if note is not None and not isinstance(note, str):
-        raise ApiError(400, "note must be text")
+        raise _invalid(index, "note", "note must be text")
     if note_html is not None and not isinstance(note_html, str):
-        raise ApiError(400, "note_html must be text")
+        raise _invalid(index, "note_html", "note_html must be text")
     if not (note or "").strip() and not (note_html or "").strip():
-        raise ApiError(400, "An action needs a note")
+        raise _invalid(index, "note", "An action needs a note")
     if note_html is None:
         note_html = html.escape(note or "").replace("\n", "<br>")
     if note is None:
@@ -504,13 +558,13 @@ def _action_item(item: Json) -> Json:
     flags = {name: item.get(name, False) for name in ("hiddenfromuser", "sendemail")}
     for name, value in flags.items():
         if not isinstance(value, bool):
-            raise ApiError(400, f"{name} must be true or false")
+            raise _invalid(index, name, f"{name} must be true or false")
     outcome = item.get("outcome", "")
     if not isinstance(outcome, str):
-        raise ApiError(400, "outcome must be text")
+        raise _invalid(index, "outcome", "outcome must be text")
     outcome_id = item.get("outcome_id", 0)
     if _int(outcome_id) is None:
-        raise ApiError(400, "outcome_id must be an integer")
+        raise _invalid(index, "outcome_id", "outcome_id must be an integer")
     return {
         "ticket_id": ticket_id,
         "note": note,
@@ -546,6 +600,17 @@ def put_tokens() -> Response:
     return jsonify({"lifetime": lifetime})
 
 
+def put_authinfo() -> Response:
+    body = faults.control_body(frozenset({"auth_url", "tenant_id"}))
+    if not body:
+        _state().set_authinfo(None)
+        return jsonify(None)
+    if not all(isinstance(v, str) for v in body.values()):
+        raise faults.ControlError("auth_url and tenant_id must be text")
+    _state().set_authinfo({"tenant_id": "", **body})
+    return jsonify(body)
+
+
 def delete_tokens() -> tuple[str, int]:
     _state().revoke_tokens()
     return "", 204
@@ -555,6 +620,7 @@ def delete_tokens() -> tuple[str, int]:
 
 _ROUTES: tuple[tuple[str, Callable[..., Any], str], ...] = (
     ("/auth/token", token, "POST"),
+    ("/api/authinfo", authinfo, "GET"),
     ("/api/Status", list_statuses, "GET"),
     ("/api/Tickets/<int:ticket_id>", get_ticket, "GET"),
     ("/api/Tickets", post_tickets, "POST"),
@@ -563,6 +629,7 @@ _ROUTES: tuple[tuple[str, Callable[..., Any], str], ...] = (
     ("/__sim/tickets", sim_create_ticket, "POST"),
     ("/__sim/tokens", put_tokens, "PUT"),
     ("/__sim/tokens", delete_tokens, "DELETE"),
+    ("/__sim/authinfo", put_authinfo, "PUT"),
 )
 
 

@@ -1,7 +1,7 @@
 """Serve a WSGI app (a vendor simulator) over real HTTP on a loopback port.
 
 `serve()` runs the app in a daemon thread for tests, demos and benchmarks; `run_forever()` runs it
-in the foreground, and `run_cli()` is the whole `python -m writeback.simulators.<vendor>` entry
+in the foreground, and `run_cli()` is the whole `python -m writeback_simulators.<vendor>` entry
 point (`--host`, `--port`, log lines on stderr, the URL on stdout).
 """
 

@@ -4,7 +4,10 @@ Behaviour follows shared/reference/connectwise.md: Basic auth `{companyId}+{publ
 `{privateKey}` plus a `clientId` header on every `/{codebase}/apis/3.0/` call, JSON Patch status
 changes validated against the ticket's board, ServiceNote display-flag validation, paged lists with
 `conditions`/`orderBy`/`page`/`pageSize` and ConnectWise-style `Link` headers, and error bodies
-`{"code", "message", "errors"?}`.
+`{"code", "message", "errors"?}`. Checked against the vendor's OpenAPI document (2025.8) by the
+contract tests: successful answers are `application/vnd.connectwise.com+json; version=<asked>`
+(2025.8 unless the Accept header names another), an unknown company's companyinfo is 200 with a
+JSON `null` (as django-connectwise reads it), and boards carry `inactiveFlag`.
 
 Seed data (restored by `POST /__sim/reset`):
   company `ACME` ("Acme MSP"), API keys public `pub-key` / private `priv-key` (member
@@ -12,6 +15,7 @@ Seed data (restored by `POST /__sim/reset`):
   board 1 "Help Desk": 1 New (default), 2 In Progress, 42 Resolved (closed, escalation Resolved),
     43 Escalated (escalation Responded), 44 Waiting on Customer, 5 Old Closed (closed, inactive).
   board 21 "Projects": 17 New (default), 18 Complete (closed), 19 Escalated (escalation Responded).
+  board 30 "Retired Queue" (inactive): 31 New (default).
   No tickets. Ticket ids start at 1000 and note ids at 70001; neither restarts on reset, so a stale
   id from an earlier test never names a new record.
 
@@ -20,6 +24,8 @@ Control API (no auth, JSON):
   POST   /__sim/tickets            {"board_id"?, "status_id"?, "summary"?} -> 201 Ticket
   GET    /__sim/tickets/<id>       Ticket plus "notes": [ServiceNote, ...] in stored order
   PUT    /__sim/codebase           {"codebase": "v2025_2/"} -> {"codebase": ...}
+  PUT    /__sim/conditions         {"notes": false} -> note lists answer any `conditions` with
+                                   400 (as a server refusing the filter would); true restores
   POST   /__sim/faults             {"kind", "ticket_id"?, "method"?, "path_contains"?, "times"?,
                                     kind params} -> 201 fault (with "id")
   GET    /__sim/faults             faults in creation order, "times" = matches left (-1 = endless)
@@ -54,14 +60,17 @@ from urllib.parse import quote, urlencode
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from writeback.simulators import faults
-from writeback.simulators.server import run_cli
+from writeback_simulators import faults
+from writeback_simulators.server import run_cli
 
 logger = logging.getLogger(__name__)
 
 Json = dict[str, Any]
 
 DEFAULT_CODEBASE = "v2025_1/"
+VENDOR_MEDIA_TYPE = "application/vnd.connectwise.com+json"
+DEFAULT_VERSION = "2025.8"
+_ACCEPT_VERSION = re.compile(r"version=([0-9]{4}\.[0-9]{1,2})")
 _API_PREFIX = "/<codebase>/apis/3.0"
 _EXTENSION = "connectwise_sim"
 _FIRST_TICKET_ID = 1000
@@ -144,6 +153,7 @@ class ApiKey:
 class Board:
     id: int
     name: str
+    inactive: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,7 +191,7 @@ class Note:
     created_by: str
 
 
-_SEED_BOARDS = (Board(1, "Help Desk"), Board(21, "Projects"))
+_SEED_BOARDS = (Board(1, "Help Desk"), Board(21, "Projects"), Board(30, "Retired Queue", True))
 _SEED_STATUSES = (
     BoardStatus(1, 1, "New", 0, default=True, escalation="NotResponded"),
     BoardStatus(2, 1, "In Progress", 1),
@@ -192,8 +202,13 @@ _SEED_STATUSES = (
     BoardStatus(17, 21, "New", 0, default=True, escalation="NotResponded"),
     BoardStatus(18, 21, "Complete", 1, closed=True, escalation="Resolved"),
     BoardStatus(19, 21, "Escalated", 2, escalation="Responded"),
+    BoardStatus(31, 30, "New", 0, default=True, escalation="NotResponded"),
 )
 _SEED_COMPANIES = {"ACME": "Acme MSP"}
+# References the vendor's schema requires on every board and ticket (one of each is enough here).
+_BOARD_LOCATION = {"id": 2, "name": "Main Office"}
+_BOARD_DEPARTMENT = {"id": 10, "identifier": "Services", "name": "Services"}
+_TICKET_COMPANY = {"id": 19300, "identifier": "Contoso", "name": "Contoso Ltd"}
 _SEED_KEYS = (ApiKey("ACME", "pub-key", "priv-key", "WritebackAPI"),)
 
 
@@ -210,6 +225,7 @@ class SimState(faults.PsaState[Ticket, Note]):
         self._keys = {(k.company_id, k.public_key): k for k in _SEED_KEYS}
         self._boards = {b.id: b for b in _SEED_BOARDS}
         self._statuses = {s.id: s for s in _SEED_STATUSES}
+        self._note_conditions = True
 
     # Auth and discovery.
 
@@ -221,6 +237,15 @@ class SimState(faults.PsaState[Ticket, Note]):
     def set_codebase(self, codebase: str) -> None:
         with self._lock:
             self._codebase = codebase
+
+    @property
+    def note_conditions(self) -> bool:
+        with self._lock:
+            return self._note_conditions
+
+    def set_note_conditions(self, accepted: bool) -> None:
+        with self._lock:
+            self._note_conditions = accepted
 
     def company_info(self, company_id: str, site: str) -> Json | None:
         with self._lock:
@@ -347,7 +372,7 @@ class SimState(faults.PsaState[Ticket, Note]):
         return {
             "id": status.id,
             "name": status.name,
-            "board": _board_json(self._boards[status.board_id]),
+            "board": _board_reference(self._boards[status.board_id]),
             "sortOrder": status.sort_order,
             "inactive": status.inactive,
             "closedStatus": status.closed,
@@ -361,7 +386,8 @@ class SimState(faults.PsaState[Ticket, Note]):
         body: Json = {
             "id": ticket.id,
             "summary": ticket.summary,
-            "board": _board_json(self._boards[ticket.board_id]),
+            "company": dict(_TICKET_COMPANY),
+            "board": _board_reference(self._boards[ticket.board_id]),
             "status": {"id": status.id, "name": status.name},
             "closedFlag": status.closed,
             "_info": {
@@ -393,6 +419,16 @@ class SimState(faults.PsaState[Ticket, Note]):
 
 
 def _board_json(board: Board) -> Json:
+    return {
+        "id": board.id,
+        "name": board.name,
+        "location": dict(_BOARD_LOCATION),
+        "department": dict(_BOARD_DEPARTMENT),
+        "inactiveFlag": board.inactive,
+    }
+
+
+def _board_reference(board: Board) -> Json:
     return {"id": board.id, "name": board.name}
 
 
@@ -409,7 +445,7 @@ _NOTE_FIELDS = {
     "createdBy": "str",
     **dict.fromkeys(_DISPLAY_FLAGS + _OTHER_NOTE_FLAGS, "bool"),
 }
-_BOARD_FIELDS = {"id": "int", "name": "str"}
+_BOARD_FIELDS = {"id": "int", "name": "str", "inactiveFlag": "bool"}
 _STATUS_FIELDS = {
     "id": "int",
     "name": "str",
@@ -741,10 +777,8 @@ def _ticket_in_path() -> int | None:
 
 
 def company_info(company_id: str) -> Response:
-    info = _state().company_info(company_id, request.host)
-    if info is None:
-        raise _not_found("Company")
-    return jsonify(info)
+    # An unknown company is 200 with a JSON null, not 404.
+    return jsonify(_state().company_info(company_id, request.host))
 
 
 def get_ticket(ticket_id: int) -> Response:
@@ -783,6 +817,8 @@ def _patched_status(operation: Any) -> int:
 
 
 def list_notes(ticket_id: int) -> Response:
+    if request.args.get("conditions") and not _state().note_conditions:
+        raise _condition_error("conditions are not accepted on notes here")
     return _paged(_state().notes(ticket_id), _NOTE_FIELDS)
 
 
@@ -845,6 +881,23 @@ def sim_create_ticket() -> tuple[Response, int]:
     return jsonify(_state().create_ticket(board_id, status_id, summary)), 201
 
 
+def put_conditions() -> Response:
+    accepted = faults.control_body(frozenset({"notes"}), _json_body).get("notes", True)
+    if not isinstance(accepted, bool):
+        raise faults.ControlError("notes must be true or false")
+    _state().set_note_conditions(accepted)
+    return jsonify({"notes": _state().note_conditions})
+
+
+def _vendor_content_type(response: Response) -> Response:
+    """ConnectWise's media type on every successful API answer, in the version asked for."""
+    if "codebase" in g and 200 <= response.status_code < 300 and response.is_json:
+        asked = _ACCEPT_VERSION.search(request.headers.get("Accept", ""))
+        version = asked.group(1) if asked else DEFAULT_VERSION
+        response.headers["Content-Type"] = f"{VENDOR_MEDIA_TYPE}; version={version}"
+    return response
+
+
 def put_codebase() -> Response:
     body = faults.control_body(frozenset({"codebase"}), _json_body)
     codebase = (faults.optional(body, "codebase", str) or "").strip("/") + "/"
@@ -869,6 +922,7 @@ _ROUTES: tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...] = (
     (f"{_API_PREFIX}/service/boards/<int:board_id>/statuses", list_board_statuses, ("GET",)),
     ("/__sim/tickets", sim_create_ticket, ("POST",)),
     ("/__sim/codebase", put_codebase, ("PUT",)),
+    ("/__sim/conditions", put_conditions, ("PUT",)),
 )
 
 
@@ -893,6 +947,7 @@ def create_app(state: SimState | None = None) -> Flask:
     app.before_request(_authenticate)  # after the request faults
     app.register_error_handler(ApiError, _error_response)
     app.register_error_handler(HTTPException, _http_error)
+    app.after_request(_vendor_content_type)
     return app
 
 
