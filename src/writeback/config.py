@@ -1,24 +1,38 @@
 """Settings read from the environment, once, by the composition root.
 
+Every variable is a typed field (pydantic-settings): a flag that is not a boolean, a float where
+an integer belongs or an unknown log level stops start-up with a message naming the variable.
 With no variables set everything runs on embedded defaults in a local data folder: a SQLite
 database, a filesystem Celery broker and a generated Fernet key file.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Json,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from writeback.domain.errors import ConfigurationRefused
 from writeback.domain.retry import RetryPolicy
 from writeback.domain.site_url import HostPolicy
 
-# Redis redelivers any message not acked within this many seconds; every delay we hand to the
-# broker must stay well under it (see reference/celery.md).
+# Redis redelivers any message not acked within this many seconds; a step's run time must stay
+# well under it (see reference/celery.md).
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 
 
@@ -26,38 +40,93 @@ class ConfigError(ValueError):
     """A setting is missing or malformed."""
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+def _comma_list(raw: object) -> object:
+    if isinstance(raw, str):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    return raw
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    return int(_float(env, name, default))
+CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+_DEFAULT = RetryPolicy()
 
 
-def _patterns(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """Extra redaction patterns: a JSON array of regular expressions."""
-    raw = env.get(name)
-    if not raw:
-        return ()
-    try:
-        patterns = json.loads(raw)
-        if not isinstance(patterns, list):
-            raise ValueError
+class Environment(BaseModel):
+    """The variables, by their names in the environment; empty means unset."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    data_dir: Path = Field(Path(".writeback"), alias="WRITEBACK_DATA_DIR")
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    broker_url: str = Field("filesystem://", alias="CELERY_BROKER_URL")
+    secret_keys: CommaList = Field((), alias="WRITEBACK_SECRET_KEYS")
+    anthropic_api_key: str | None = Field(None, alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")
+    anthropic_model: str = Field("claude-sonnet-4-6", alias="WRITEBACK_ANTHROPIC_MODEL")
+    llm_timeout: PositiveFloat = Field(30.0, alias="WRITEBACK_LLM_TIMEOUT")
+    redact_patterns: Json[list[str]] = Field(
+        [], alias="WRITEBACK_REDACT_PATTERNS", validate_default=False
+    )
+    draft_max_chars: PositiveInt = Field(8000, alias="WRITEBACK_DRAFT_MAX_CHARS")
+    draft_link_hosts: CommaList = Field((), alias="WRITEBACK_DRAFT_LINK_HOSTS")
+    allow_private_psa_hosts: bool = Field(False, alias="WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS")
+    psa_allowed_networks: str = Field("", alias="WRITEBACK_PSA_ALLOWED_NETWORKS")
+    psa_timeout: PositiveFloat = Field(30.0, alias="WRITEBACK_PSA_TIMEOUT")
+    psa_rate: PositiveFloat | None = Field(None, alias="WRITEBACK_PSA_RATE")
+    psa_burst: PositiveInt | None = Field(None, alias="WRITEBACK_PSA_BURST")
+    cw_process_notifications: bool = Field(False, alias="WRITEBACK_CW_PROCESS_NOTIFICATIONS")
+    max_body_bytes: PositiveInt = Field(1_000_000, alias="WRITEBACK_MAX_BODY_BYTES")
+    visibility_timeout: PositiveInt = Field(
+        DEFAULT_VISIBILITY_TIMEOUT, alias="WRITEBACK_VISIBILITY_TIMEOUT"
+    )
+    queue_name: str = Field("writeback", alias="WRITEBACK_QUEUE")
+    log_format: Literal["text", "json"] = Field("text", alias="WRITEBACK_LOG_FORMAT")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", alias="WRITEBACK_LOG_LEVEL"
+    )
+    metrics_port: int | None = Field(None, ge=1, le=65535, alias="WRITEBACK_METRICS_PORT")
+    worker_pool: Literal["threads", "prefork", "solo"] = Field(
+        "threads", alias="WRITEBACK_WORKER_POOL"
+    )
+    worker_concurrency: PositiveInt = Field(16, alias="WRITEBACK_WORKER_CONCURRENCY")
+    sweep_interval: PositiveFloat = Field(1.0, alias="WRITEBACK_SWEEP_INTERVAL")
+    # The retry policy
+    max_attempts: PositiveInt = Field(_DEFAULT.max_attempts, alias="WRITEBACK_RETRY_MAX_ATTEMPTS")
+    backoff_base: PositiveFloat = Field(_DEFAULT.backoff_base, alias="WRITEBACK_RETRY_BACKOFF")
+    backoff_max: PositiveFloat = Field(_DEFAULT.backoff_max, alias="WRITEBACK_RETRY_BACKOFF_MAX")
+    verify_attempts: PositiveInt = Field(
+        _DEFAULT.verify_attempts, alias="WRITEBACK_VERIFY_ATTEMPTS"
+    )
+    verify_backoff_base: PositiveFloat = Field(
+        _DEFAULT.verify_backoff_base, alias="WRITEBACK_VERIFY_BACKOFF"
+    )
+    verify_backoff_max: PositiveFloat = Field(
+        _DEFAULT.verify_backoff_max, alias="WRITEBACK_VERIFY_BACKOFF_MAX"
+    )
+    step_lease: PositiveFloat = Field(_DEFAULT.step_lease, alias="WRITEBACK_STEP_LEASE")
+    post_settle: PositiveFloat | None = Field(None, alias="WRITEBACK_POST_SETTLE")
+    tenant_slots: PositiveInt = Field(_DEFAULT.tenant_slots, alias="WRITEBACK_TENANT_SLOTS")
+    pickup_timeout: PositiveFloat = Field(_DEFAULT.pickup_timeout, alias="WRITEBACK_PICKUP_TIMEOUT")
+    max_redeliveries: PositiveInt = Field(
+        _DEFAULT.max_redeliveries, alias="WRITEBACK_MAX_REDELIVERIES"
+    )
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
         for pattern in patterns:
-            re.compile(pattern)
-    except (ValueError, TypeError, re.error):
-        raise ConfigError(f"{name} must be a JSON array of regular expressions") from None
-    return tuple(patterns)
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return patterns
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+class ProcessEnvironment(BaseSettings, Environment):
+    """The same variables, read from this process's environment."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
 
 @dataclass(frozen=True)
@@ -99,81 +168,76 @@ class Settings:
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if env is None else env
-    data_dir = Path(env.get("WRITEBACK_DATA_DIR") or ".writeback").resolve()
-    keys = tuple(k.strip() for k in env.get("WRITEBACK_SECRET_KEYS", "").split(",") if k.strip())
-    retry = RetryPolicy(
-        max_attempts=_int(env, "WRITEBACK_RETRY_MAX_ATTEMPTS", RetryPolicy.max_attempts),
-        backoff_base=_float(env, "WRITEBACK_RETRY_BACKOFF", RetryPolicy.backoff_base),
-        backoff_max=_float(env, "WRITEBACK_RETRY_BACKOFF_MAX", RetryPolicy.backoff_max),
-        verify_attempts=_int(env, "WRITEBACK_VERIFY_ATTEMPTS", RetryPolicy.verify_attempts),
-        verify_backoff_base=_float(
-            env, "WRITEBACK_VERIFY_BACKOFF", RetryPolicy.verify_backoff_base
-        ),
-        verify_backoff_max=_float(
-            env, "WRITEBACK_VERIFY_BACKOFF_MAX", RetryPolicy.verify_backoff_max
-        ),
-        step_lease=_float(env, "WRITEBACK_STEP_LEASE", RetryPolicy.step_lease),
-        post_settle=_float(
-            env, "WRITEBACK_POST_SETTLE", 2 * _float(env, "WRITEBACK_PSA_TIMEOUT", 30.0)
-        ),
-        tenant_slots=_int(env, "WRITEBACK_TENANT_SLOTS", RetryPolicy.tenant_slots),
-        pickup_timeout=_float(env, "WRITEBACK_PICKUP_TIMEOUT", RetryPolicy.pickup_timeout),
-        max_redeliveries=_int(env, "WRITEBACK_MAX_REDELIVERIES", RetryPolicy.max_redeliveries),
-    )
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'writeback.db'}",
-        broker_url=env.get("CELERY_BROKER_URL") or "filesystem://",
-        secret_keys=keys,
-        secret_key_file=data_dir / "secret.key",
-        anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
-        anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
-        anthropic_model=env.get("WRITEBACK_ANTHROPIC_MODEL") or "claude-sonnet-4-6",
-        llm_timeout=_float(env, "WRITEBACK_LLM_TIMEOUT", 30.0),
-        redact_patterns=_patterns(env, "WRITEBACK_REDACT_PATTERNS"),
-        draft_max_chars=_int(env, "WRITEBACK_DRAFT_MAX_CHARS", 8000),
-        draft_link_hosts=frozenset(
-            h.strip().lower()
-            for h in env.get("WRITEBACK_DRAFT_LINK_HOSTS", "").split(",")
-            if h.strip()
-        ),
-        allow_private_psa_hosts=_flag(env, "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS"),
-        psa_host_policy=_host_policy(env),
-        psa_timeout=_float(env, "WRITEBACK_PSA_TIMEOUT", 30.0),
-        psa_rate=_float(env, "WRITEBACK_PSA_RATE", 0.0) or None,
-        cw_process_notifications=_flag(env, "WRITEBACK_CW_PROCESS_NOTIFICATIONS"),
-        psa_burst=_int(env, "WRITEBACK_PSA_BURST", 0) or None,
-        max_body_bytes=_int(env, "WRITEBACK_MAX_BODY_BYTES", 1_000_000),
-        visibility_timeout=_int(env, "WRITEBACK_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
-        queue_name=env.get("WRITEBACK_QUEUE") or "writeback",
-        log_format=(env.get("WRITEBACK_LOG_FORMAT") or "text").lower(),
-        log_level=(env.get("WRITEBACK_LOG_LEVEL") or "INFO").upper(),
-        metrics_port=_int(env, "WRITEBACK_METRICS_PORT", 0) or None,
-        worker_pool=env.get("WRITEBACK_WORKER_POOL") or "threads",
-        worker_concurrency=_int(env, "WRITEBACK_WORKER_CONCURRENCY", 16),
-        sweep_interval=_float(env, "WRITEBACK_SWEEP_INTERVAL", 1.0),
-        retry=retry,
-    )
-    _check(settings)
+    """From this process's environment, or from `env` alone."""
+    try:
+        if env is None:
+            raw: Environment = ProcessEnvironment()
+        else:
+            raw = Environment.model_validate({k: v for k, v in env.items() if v != ""})
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+    settings = _settings(raw)
+    try:
+        settings.retry.check(psa_timeout=raw.psa_timeout, sweep_interval=raw.sweep_interval)
+    except ConfigurationRefused as exc:
+        raise ConfigError(str(exc)) from None
     return settings
 
 
-def _host_policy(env: Mapping[str, str]) -> HostPolicy:
+def _explain(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+    )
+
+
+def _settings(raw: Environment) -> Settings:
+    data_dir = raw.data_dir.resolve()
     try:
-        return HostPolicy.parse(
-            env.get("WRITEBACK_PSA_ALLOWED_NETWORKS", ""),
-            allow_private=_flag(env, "WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS"),
+        host_policy = HostPolicy.parse(
+            raw.psa_allowed_networks, allow_private=raw.allow_private_psa_hosts
         )
     except ValueError as exc:
         raise ConfigError(f"WRITEBACK_PSA_ALLOWED_NETWORKS: {exc}") from None
-
-
-def _check(settings: Settings) -> None:
-    retry = settings.retry
-    try:
-        retry.check(psa_timeout=settings.psa_timeout, sweep_interval=settings.sweep_interval)
-    except ConfigurationRefused as exc:
-        raise ConfigError(str(exc)) from None
-    if settings.log_format not in ("text", "json"):
-        raise ConfigError("WRITEBACK_LOG_FORMAT must be text or json")
+    retry = RetryPolicy(
+        max_attempts=raw.max_attempts,
+        backoff_base=raw.backoff_base,
+        backoff_max=raw.backoff_max,
+        verify_attempts=raw.verify_attempts,
+        verify_backoff_base=raw.verify_backoff_base,
+        verify_backoff_max=raw.verify_backoff_max,
+        step_lease=raw.step_lease,
+        post_settle=raw.post_settle or 2 * raw.psa_timeout,
+        tenant_slots=raw.tenant_slots,
+        pickup_timeout=raw.pickup_timeout,
+        max_redeliveries=raw.max_redeliveries,
+    )
+    return Settings(
+        data_dir=data_dir,
+        database_url=raw.database_url or f"sqlite:///{data_dir / 'writeback.db'}",
+        broker_url=raw.broker_url,
+        secret_keys=raw.secret_keys,
+        secret_key_file=data_dir / "secret.key",
+        anthropic_api_key=raw.anthropic_api_key,
+        anthropic_base_url=raw.anthropic_base_url,
+        anthropic_model=raw.anthropic_model,
+        llm_timeout=raw.llm_timeout,
+        redact_patterns=tuple(raw.redact_patterns),
+        draft_max_chars=raw.draft_max_chars,
+        draft_link_hosts=frozenset(host.lower() for host in raw.draft_link_hosts),
+        allow_private_psa_hosts=raw.allow_private_psa_hosts,
+        psa_host_policy=host_policy,
+        psa_timeout=raw.psa_timeout,
+        psa_rate=raw.psa_rate,
+        cw_process_notifications=raw.cw_process_notifications,
+        psa_burst=raw.psa_burst,
+        max_body_bytes=raw.max_body_bytes,
+        visibility_timeout=raw.visibility_timeout,
+        queue_name=raw.queue_name,
+        log_format=raw.log_format,
+        metrics_port=raw.metrics_port,
+        log_level=raw.log_level,
+        worker_pool=raw.worker_pool,
+        worker_concurrency=raw.worker_concurrency,
+        sweep_interval=raw.sweep_interval,
+        retry=retry,
+    )

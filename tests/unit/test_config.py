@@ -46,6 +46,30 @@ def test_timings_under_which_a_live_step_could_be_taken_over_are_refused(
         load_settings(env)
 
 
-def test_malformed_numbers_name_the_variable() -> None:
-    with pytest.raises(ConfigError, match="WRITEBACK_PSA_TIMEOUT"):
-        load_settings({"WRITEBACK_PSA_TIMEOUT": "soon"})
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WRITEBACK_PSA_TIMEOUT", "soon"),
+        ("WRITEBACK_WORKER_CONCURRENCY", "1.5"),  # a float where an integer belongs
+        ("WRITEBACK_PSA_ALLOW_PRIVATE_HOSTS", "ture"),  # a typo in a flag
+        ("WRITEBACK_LOG_LEVEL", "LOUD"),
+        ("WRITEBACK_LOG_FORMAT", "xml"),
+        ("WRITEBACK_REDACT_PATTERNS", '["(unclosed"]'),
+        ("WRITEBACK_REDACT_PATTERNS", "not json"),
+        ("WRITEBACK_METRICS_PORT", "70000"),
+        ("WRITEBACK_TENANT_SLOTS", "0"),
+    ],
+)
+def test_a_malformed_variable_stops_start_up_naming_it(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
+
+
+def test_the_process_environment_is_read_with_empty_values_unset(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WRITEBACK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WRITEBACK_TENANT_SLOTS", "9")
+    monkeypatch.setenv("WRITEBACK_PSA_RATE", "")
+    settings = load_settings()
+    assert settings.retry.tenant_slots == 9 and settings.psa_rate is None
