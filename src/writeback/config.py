@@ -25,7 +25,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from writeback.domain.errors import ConfigurationRefused
 from writeback.domain.retry import RetryPolicy
@@ -124,8 +124,13 @@ class Environment(BaseModel):
 class ProcessEnvironment(BaseSettings, Environment):
     """The same variables, read from this process's environment."""
 
+    # Values are decoded by the fields' own types (comma lists, JSON), not pre-parsed as JSON.
     model_config = SettingsConfigDict(
-        case_sensitive=True, extra="ignore", frozen=True, env_ignore_empty=True
+        case_sensitive=True,
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
+        enable_decoding=False,
     )
 
 
@@ -176,6 +181,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raw = Environment.model_validate({k: v for k, v in env.items() if v != ""})
     except ValidationError as exc:
         raise ConfigError(_explain(exc)) from None
+    except SettingsError as exc:  # a source could not read a variable
+        raise ConfigError(str(exc)) from None
     settings = _settings(raw)
     try:
         settings.retry.check(psa_timeout=raw.psa_timeout, sweep_interval=raw.sweep_interval)

@@ -71,5 +71,9 @@ def test_the_process_environment_is_read_with_empty_values_unset(
     monkeypatch.setenv("WRITEBACK_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("WRITEBACK_TENANT_SLOTS", "9")
     monkeypatch.setenv("WRITEBACK_PSA_RATE", "")
+    monkeypatch.setenv("WRITEBACK_SECRET_KEYS", "k1,k2")
+    monkeypatch.setenv("WRITEBACK_REDACT_PATTERNS", '["ticket-\\\\d+"]')
     settings = load_settings()
     assert settings.retry.tenant_slots == 9 and settings.psa_rate is None
+    assert settings.secret_keys == ("k1", "k2")
+    assert settings.redact_patterns == ("ticket-\\d+",)
