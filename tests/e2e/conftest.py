@@ -60,7 +60,9 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def stack_env(
+    broker_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     database_url = create_database("wb_e2e")
     queue = f"wb-e2e-{uuid.uuid4().hex[:8]}"
     env = deployment_env(
@@ -74,6 +76,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         WRITEBACK_ENQUEUE_GRACE="5",
         WRITEBACK_SWEEP_INTERVAL="1",
         WRITEBACK_LOG_FORMAT="json",
+        CELERY_BROKER_URL=broker_url,
     )
     yield env
     redis.Redis.from_url(REDIS_URL).delete(queue)
