@@ -6,6 +6,7 @@ import dataclasses
 import uuid
 
 import pytest
+from kombu import Queue
 
 from tests.support import Api
 from writeback import bootstrap
@@ -23,12 +24,12 @@ def test_a_chain_message_carries_only_the_job_id_and_explicit_task_names(
     app = create_celery_app(settings)
     CeleryJobQueue(app).enqueue("job-123", Step.POST_NOTE)
     with app.connection_for_read() as conn:  # the same on every broker
-        channel = conn.default_channel
+        queue = Queue(queue_name).bind(conn.default_channel)
         try:
-            message = channel.basic_get(queue_name, no_ack=True)
-            assert channel.basic_get(queue_name, no_ack=True) is None  # exactly one message
+            message = queue.get(no_ack=True)
+            assert queue.get(no_ack=True) is None  # exactly one message
         finally:
-            channel.queue_delete(queue_name)
+            queue.delete()
     app.close()
     args, kwargs, embed = message.decode()
     assert message.headers["task"] == "writeback.post_note"
