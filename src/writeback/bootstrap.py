@@ -84,10 +84,11 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
     )
     keys = settings.secret_keys or (load_or_create_key_file(settings.secret_key_file),)
     sealer = FernetSealer(keys)
+    metrics = WorkerMetrics()
     registry = ProviderRegistry(
         default_specs(cw_process_notifications=settings.cw_process_notifications),
         sealer=sealer,
-        http=HttpClient(settings.psa_timeout),
+        http=HttpClient(settings.psa_timeout, observer=metrics.observe_psa_answer),
         budget=_budget(settings),
         allow_private_hosts=settings.allow_private_psa_hosts,
     )
@@ -107,7 +108,7 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
             redactor=Redactor(settings.redact_patterns),
             policy=DraftPolicy(settings.draft_max_chars, settings.draft_link_hosts),
         ),
-        metrics=WorkerMetrics(),
+        metrics=metrics,
         statuses=StatusCatalog(utcnow),
     )
 

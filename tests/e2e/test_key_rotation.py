@@ -5,43 +5,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from tests.e2e.conftest import WRITEBACK, Stack, _up, http_api, run_cli
-from tests.support import (
-    REDIS_URL,
-    Api,
-    Process,
-    Simulator,
-    compose_command,
-    create_database,
-    deployment_env,
-    drop_database,
-    free_port,
-    wait_until,
-)
+from tests.support import Api, Process, Simulator, compose_command, free_port, wait_until
 from writeback.adapters.crypto import FernetSealer
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def keys_env(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    database_url = create_database("wb_keys")
-    queue = f"wb-keys-{uuid.uuid4().hex[:8]}"
-    yield deployment_env(
-        database_url, queue, tmp_path_factory.mktemp("keys-data"), CELERY_BROKER_URL=broker_url
-    )
-    redis.Redis.from_url(REDIS_URL).delete(queue)
-    drop_database(database_url)
 
 
 def rotate(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
@@ -63,10 +38,10 @@ def resolve(client: Api, simulator: Simulator, connection_id: int) -> dict[str, 
 
 
 def test_old_key_is_retired_after_rotation_and_everything_still_works(
-    keys_env: dict[str, str], simulator_process: Simulator, logs: Path
+    private_env: dict[str, str], simulator_process: Simulator, logs: Path
 ) -> None:
     key_a, key_b = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    with_keys = lambda keys: {**keys_env, "WRITEBACK_SECRET_KEYS": keys}  # noqa: E731
+    with_keys = lambda keys: {**private_env, "WRITEBACK_SECRET_KEYS": keys}  # noqa: E731
 
     # Key A: only the API is needed to configure the connections.
     port = free_port()
@@ -82,7 +57,7 @@ def test_old_key_is_retired_after_rotation_and_everything_still_works(
     finally:
         process.stop()
     # A credential sealed with a key nobody has any more: reported by id, never fatal.
-    engine = sa.create_engine(keys_env["DATABASE_URL"])
+    engine = sa.create_engine(private_env["DATABASE_URL"])
     with engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE psa_connections SET credentials_encrypted = :c WHERE id = :id"),
