@@ -78,9 +78,8 @@ def _amqp_options(settings: Settings) -> dict[str, Any]:
 
     Classic rather than quorum: a countdown on a quorum queue needs Celery's native delayed
     delivery (topic exchanges, whole seconds) and per-consumer QoS, and quorum queues pay off
-    only with three or more nodes. A countdown is held unacked in worker memory, so RabbitMQ's
-    consumer_timeout plays Redis's visibility timeout: WRITEBACK_VISIBILITY_TIMEOUT must not
-    exceed it (the start-up check then bounds countdown + lease by both)."""
+    only with three or more nodes (docs/brokers.md). RabbitMQ's consumer_timeout, set on the
+    server, bounds how long a delivery may stay unacked (deploy/rabbitmq/rabbitmq.conf)."""
     name = settings.queue_name
     exchange = Exchange(name, type="direct", durable=True)
     return {
