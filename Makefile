@@ -2,16 +2,32 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
+# uv resolves the lock files (`make lock`); installing from them needs only pip.
+UV_VERSION := 0.13.8
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet
+# The integration and e2e suites run once per broker.
+export WRITEBACK_TEST_BROKERS ?= redis,amqp
 
-.PHONY: install run demo test lint bench
+.PHONY: install run demo test lint bench lock
 
-$(BIN)/writeback: pyproject.toml simulators/pyproject.toml
+# Exactly the locked versions, each checked against its hash; then our own packages, no deps.
+$(BIN)/writeback: pyproject.toml simulators/pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]' -e ./simulators
+	$(BIN)/pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install -q --no-deps -e . -e ./simulators
 	touch $@
 
 install: $(BIN)/writeback
+
+## Re-resolve the lock files after editing dependencies in pyproject.toml; versions already
+## locked are kept. `make lock UPGRADE=--upgrade` moves everything to the newest allowed.
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) $(UPGRADE) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test $(LOCK_FLAGS) $(UPGRADE) \
+		-o requirements-dev.lock
 
 ## Start API, worker and a ConnectWise simulator on embedded defaults (SQLite, filesystem broker).
 run: install

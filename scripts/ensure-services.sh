@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and Redis answer on 127.0.0.1 for the test suite (use the running
-# servers, start stopped ones, install absent ones from Debian packages) and that wrk is there.
+# Make sure PostgreSQL, Redis and RabbitMQ answer on 127.0.0.1 for the test suite (use the
+# running servers, start stopped ones, install absent ones from Debian packages) and that wrk is
+# there. For development and CI machines only: it installs packages and edits pg_hba.conf.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -10,12 +11,13 @@ apt_install() {
 }
 wait_for() {  # wait_for NAME CHECK...
   local name=$1; shift
-  for _ in $(seq 1 60); do "$@" && return 0; sleep 0.5; done
+  for _ in $(seq 1 "${WAIT_TRIES:-60}"); do "$@" && return 0; sleep 0.5; done
   echo "ensure-services: $name did not come up" >&2; return 1
 }
 
 pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
 redis_ready() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+rabbitmq_ready() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 
 if ! pg_ready; then
   if ! command -v pg_ctlcluster >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
@@ -43,9 +45,19 @@ if ! redis_ready; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_for Redis redis_ready
 fi
+if ! rabbitmq_ready; then
+  if ! command -v rabbitmq-server >/dev/null; then
+    echo "ensure-services: installing RabbitMQ" >&2
+    apt_install rabbitmq-server
+  fi
+  # The Debian package's own service may not run here (no systemd): start the node directly.
+  # guest/guest may log in from loopback only, which is all the tests need.
+  as_root rabbitmq-server -detached
+  WAIT_TRIES=240 wait_for RabbitMQ rabbitmq_ready  # a first boot takes a while
+fi
 # The load generator of the benchmarks (their smoke run is part of the suite).
 if ! command -v wrk >/dev/null; then
   echo "ensure-services: installing wrk" >&2
   apt_install wrk
 fi
-echo "ensure-services: PostgreSQL and Redis are up, wrk is installed" >&2
+echo "ensure-services: PostgreSQL, Redis and RabbitMQ are up, wrk is installed" >&2

@@ -82,10 +82,11 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
     rates = _rates(settings)
     keys = settings.secret_keys or (load_or_create_key_file(settings.secret_key_file),)
     sealer = FernetSealer(keys)
+    metrics = WorkerMetrics()
     registry = ProviderRegistry(
         default_specs(cw_process_notifications=settings.cw_process_notifications),
         sealer=sealer,
-        http=HttpClient(settings.psa_timeout),
+        http=HttpClient(settings.psa_timeout, observer=metrics.observe_psa_answer),
         budget=RequestBudget(_bucket(settings), rates),
         host_policy=settings.psa_host_policy,
     )
@@ -126,7 +127,7 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         celery=celery,
         queue=queue,
         drafting=drafting,
-        metrics=WorkerMetrics(),
+        metrics=metrics,
         pipeline=pipeline,
         scheduler=Scheduler(uow=uow, queue=queue, policy=policy, clock=utcnow),
         jobs=jobs(uow),

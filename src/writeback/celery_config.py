@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kombu import Exchange, Queue
+
 from writeback.config import Settings
 
 SWEEP_TASK = "writeback.sweep"
@@ -43,19 +45,54 @@ def build(settings: Settings) -> dict[str, Any]:
         },
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
     }
+    conf.update(broker_options(settings))
+    return conf
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    """What differs per broker: the filesystem default, RabbitMQ, or Redis."""
     if settings.uses_filesystem_broker:
-        queue_dir = settings.data_dir / "broker" / "queue"
-        processed_dir = settings.data_dir / "broker" / "processed"
-        for folder in (queue_dir, processed_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        conf["broker_transport_options"] = {
+        return _filesystem_options(settings)
+    if settings.broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        return _amqp_options(settings)
+    # Redis redelivers what is not acked within the visibility timeout; any countdown we hand
+    # the broker stays well under it (checked in config).
+    return {"broker_transport_options": {"visibility_timeout": settings.visibility_timeout}}
+
+
+def _filesystem_options(settings: Settings) -> dict[str, Any]:
+    queue_dir = settings.data_dir / "broker" / "queue"
+    processed_dir = settings.data_dir / "broker" / "processed"
+    for folder in (queue_dir, processed_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "broker_transport_options": {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed_dir),
             "store_processed": False,
             "polling_interval": 0.1,
         }
-    else:
-        # Any countdown we hand the broker stays well under this (checked in config).
-        conf["broker_transport_options"] = {"visibility_timeout": settings.visibility_timeout}
-    return conf
+    }
+
+
+def _amqp_options(settings: Settings) -> dict[str, Any]:
+    """RabbitMQ: one durable classic queue, persistent messages, publisher confirms.
+
+    Classic rather than quorum: a countdown on a quorum queue needs Celery's native delayed
+    delivery (topic exchanges, whole seconds) and per-consumer QoS, and quorum queues pay off
+    only with three or more nodes (docs/brokers.md). RabbitMQ's consumer_timeout, set on the
+    server, bounds how long a delivery may stay unacked (deploy/rabbitmq/rabbitmq.conf)."""
+    name = settings.queue_name
+    exchange = Exchange(name, type="direct", durable=True)
+    return {
+        "task_queues": (Queue(name, exchange, routing_key=name, durable=True),),
+        "task_default_exchange": name,
+        "task_default_routing_key": name,
+        "task_default_delivery_mode": "persistent",
+        # The API's enqueue returns only once the broker has the message.
+        "broker_transport_options": {"confirm_publish": True},
+        # A lost connection means RabbitMQ redelivers every unacked message at once: stop the
+        # running copies rather than race them (every step is safe to run again).
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+    }

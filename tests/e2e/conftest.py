@@ -4,6 +4,7 @@ simulator), started as commands and driven only over HTTP and the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -60,7 +61,9 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def stack_env(
+    broker_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     database_url = create_database("wb_e2e")
     queue = f"wb-e2e-{uuid.uuid4().hex[:8]}"
     env = deployment_env(
@@ -74,19 +77,32 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         WRITEBACK_ENQUEUE_GRACE="5",
         WRITEBACK_SWEEP_INTERVAL="1",
         WRITEBACK_LOG_FORMAT="json",
+        CELERY_BROKER_URL=broker_url,
     )
     yield env
     redis.Redis.from_url(REDIS_URL).delete(queue)
     drop_database(database_url)
 
 
+@pytest.fixture
+def private_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A deployment of its own (database, Redis queue) for tests that restart processes with
+    other settings; what they check does not depend on the broker, so they run once."""
+    database_url = create_database("wb_e2e_own")
+    queue = f"wb-e2e-own-{uuid.uuid4().hex[:8]}"
+    yield deployment_env(database_url, queue, tmp_path / "data", WRITEBACK_LOG_FORMAT="json")
+    redis.Redis.from_url(REDIS_URL).delete(queue)
+    drop_database(database_url)
+
+
 @pytest.fixture(scope="session")
-def simulator_process(stack_env: dict[str, str], logs: Path) -> Iterator[Simulator]:
+def simulator_process(logs: Path) -> Iterator[Simulator]:
+    """One for the whole run, whatever the broker: it needs none of the stack's settings."""
     port = free_port()
     process = Process(
         "simulator",
         [sys.executable, "-m", "writeback_simulators.connectwise", "--port", str(port)],
-        stack_env,
+        dict(os.environ),
         logs,
     )
     url = f"http://127.0.0.1:{port}"

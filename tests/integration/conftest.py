@@ -56,7 +56,7 @@ def llm() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def service_env(
-    database_url: str, llm: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, llm: str, broker_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     queue = f"wb-it-{uuid.uuid4().hex[:8]}"
     env = deployment_env(
@@ -69,6 +69,7 @@ def service_env(
         WRITEBACK_WORKER_CONCURRENCY="8",
         ANTHROPIC_API_KEY="test-key",
         ANTHROPIC_BASE_URL=llm,
+        CELERY_BROKER_URL=broker_url,
     )
     yield env
     redis.Redis.from_url(REDIS_URL).delete(queue)

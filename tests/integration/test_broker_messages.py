@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 import uuid
 
 import pytest
 import redis
+from kombu import Queue
 
 from tests.support import REDIS_URL, Api
 from writeback import bootstrap
@@ -24,19 +23,20 @@ def test_a_step_message_carries_only_the_job_id_under_its_task_name_and_message_
     queue_name = f"wb-peek-{uuid.uuid4().hex[:8]}"  # no worker consumes it
     settings = dataclasses.replace(container.settings, queue_name=queue_name)
     app = create_celery_app(settings)
-    queue = CeleryJobQueue(app, BrokerEpoch(redis.Redis.from_url(REDIS_URL)))
+    queue = CeleryJobQueue(app)
     message_id = queue.new_message_id()
     queue.enqueue("job-123", Step.POST_NOTE, message_id)
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        [raw] = client.lrange(queue_name, 0, -1)
-    finally:
-        client.delete(queue_name)
-        app.close()
-    message = json.loads(raw)
-    args, kwargs, embed = json.loads(base64.b64decode(message["body"]))
-    assert message["headers"]["task"] == "writeback.post_note"
-    assert message["headers"]["id"] == message_id  # the id the job row waits for
+    with app.connection_for_read() as conn:  # the same on every broker
+        peek = Queue(queue_name).bind(conn.default_channel)
+        try:
+            message = peek.get(no_ack=True)
+            assert peek.get(no_ack=True) is None  # exactly one message
+        finally:
+            peek.delete()
+    app.close()
+    args, kwargs, embed = message.decode()
+    assert message.headers["task"] == "writeback.post_note"
+    assert message.headers["id"] == message_id  # the id the job row waits for
     assert (args, kwargs) == (["job-123"], {})
     assert embed["chain"] is None  # each step sends the next after its commit
     assert not queue.lost(message_id)

@@ -5,7 +5,12 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from writeback.adapters.crypto import CredentialSealError, FernetSealer, load_or_create_key_file
+from writeback.adapters.crypto import (
+    CredentialSealError,
+    FernetSealer,
+    Reseal,
+    load_or_create_key_file,
+)
 
 CREDS = {"public_key": "pub", "private_key": "very-secret", "client_id": "cid"}
 
@@ -22,7 +27,24 @@ def test_rotation_keeps_old_ciphertexts_readable() -> None:
     sealed_with_old = FernetSealer([old]).seal(CREDS)
     rotated = FernetSealer([new, old])
     assert rotated.open(sealed_with_old) == CREDS
-    assert FernetSealer([new]).open(rotated.rotate(sealed_with_old)) == CREDS
+    outcome, resealed = rotated.reseal(sealed_with_old)
+    assert outcome is Reseal.RESEALED
+    assert FernetSealer([new]).open(resealed) == CREDS
+
+
+def test_resealing_twice_changes_nothing_the_second_time() -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    rotated = FernetSealer([new, old])
+    _, resealed = rotated.reseal(FernetSealer([old]).seal(CREDS))
+    assert rotated.reseal(resealed) == (Reseal.ALREADY_CURRENT, resealed)
+
+
+def test_a_credential_no_key_opens_is_reported_not_raised() -> None:
+    sealed = FernetSealer([Fernet.generate_key().decode()]).seal(CREDS)
+    assert FernetSealer([Fernet.generate_key().decode()]).reseal(sealed) == (
+        Reseal.UNREADABLE,
+        sealed,
+    )
 
 
 def test_wrong_key_is_a_clear_error_without_the_ciphertext() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -15,11 +16,19 @@ class CredentialSealError(Exception):
     """Sealed credentials could not be opened with any configured key."""
 
 
+class Reseal(StrEnum):
+    RESEALED = "resealed"
+    ALREADY_CURRENT = "already_current"
+    UNREADABLE = "unreadable"
+
+
 class FernetSealer:
     def __init__(self, keys: Sequence[str]) -> None:
         if not keys:
             raise ValueError("at least one Fernet key is required")
-        self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
+        fernets = [Fernet(key.encode()) for key in keys]
+        self._primary = fernets[0]
+        self._fernet = MultiFernet(fernets)
 
     def seal(self, credentials: dict[str, str]) -> bytes:
         return self._fernet.encrypt(json.dumps(credentials, sort_keys=True).encode())
@@ -33,8 +42,19 @@ class FernetSealer:
             ) from None
         return opened
 
-    def rotate(self, sealed: bytes) -> bytes:
-        return self._fernet.rotate(sealed)
+    def reseal(self, sealed: bytes) -> tuple[Reseal, bytes]:
+        """`sealed` under the first key. MultiFernet.rotate re-encrypts even what the first key
+        already opens (fresh IV and timestamp), so that case is told apart and left as it is:
+        a second rotation changes nothing."""
+        try:
+            self._primary.decrypt(sealed)
+            return Reseal.ALREADY_CURRENT, sealed
+        except InvalidToken:
+            pass
+        try:
+            return Reseal.RESEALED, self._fernet.rotate(sealed)
+        except InvalidToken:
+            return Reseal.UNREADABLE, sealed
 
 
 def load_or_create_key_file(path: Path) -> str:

@@ -1,13 +1,22 @@
-"""Prometheus metrics: step durations and finished jobs from the worker, job counts by state
-from the database (so every API process reports the same numbers)."""
+"""Prometheus metrics: step durations, finished jobs and PSA answers counted in each process;
+job counts by state (and by error code) from the database, so every API process reports the
+same numbers.
+
+Several processes (prefork worker children, gunicorn workers) count separately. With
+PROMETHEUS_MULTIPROC_DIR set, prometheus_client keeps every process's values in files there and
+an exposition sums them; without it, a prefork worker refuses to serve metrics (it would show
+one child's share), and the API exports only the database figures."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from writeback.adapters.db.tables import writeback_jobs
@@ -15,9 +24,48 @@ from writeback.adapters.db.tables import writeback_jobs
 # Counted from the database: in flight (small, indexed) and failed (indexed); succeeded jobs
 # are a growing table, so their rate comes from the worker's counter instead.
 COUNTED_STATES = ("queued", "running", "retrying", "failed")
+# Jobs waiting for a retry, and failed ones, carry the code of what went wrong.
+CODED_STATES = ("retrying", "failed")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SINGLE_PROCESS_POOLS = ("threads", "thread", "solo", "eventlet", "gevent")
+
+# Which vendor a PSA URL belongs to, by the path of the vendor's public API.
+VENDOR_PATHS = (
+    ("/apis/3.0/", "connectwise"),
+    ("/login/companyinfo/", "connectwise"),
+    ("/atservicesrest/", "autotask"),
+    ("/api/", "halopsa"),
+    ("/auth/token", "halopsa"),
+)
+
+
+class MetricsConfigError(ValueError):
+    """A process layout whose metrics would be silently wrong."""
+
+
+def multiprocess_dir() -> Path | None:
+    raw = os.environ.get(MULTIPROC_ENV)
+    return Path(raw) if raw else None
+
+
+def check_worker_metrics(pool: str, metrics_port: int | None) -> None:
+    """Refuse, at start-up, a prefork worker serving metrics without the multiprocess folder."""
+    if metrics_port and pool not in SINGLE_PROCESS_POOLS and multiprocess_dir() is None:
+        raise MetricsConfigError(
+            f"WRITEBACK_METRICS_PORT with the {pool!r} worker pool needs {MULTIPROC_ENV} "
+            "(an empty folder, writable by the worker): each child process counts its own "
+            "steps, and only that folder lets the metrics server add them up"
+        )
+
+
+def vendor_of(url: str) -> str:
+    path = "/" + url.split("://", 1)[-1].split("/", 1)[-1].lower()
+    return next((vendor for prefix, vendor in VENDOR_PATHS if prefix in path), "other")
 
 
 class WorkerMetrics:
+    """The metrics a process counts itself (the worker's steps; PSA answers in any process)."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.step_seconds = Histogram(
@@ -33,6 +81,24 @@ class WorkerMetrics:
             ["state"],
             registry=self.registry,
         )
+        self.psa_answers = Counter(
+            "writeback_psa_answers_total",
+            "PSA HTTP answers by vendor, method and status (status 'none': no answer).",
+            ["vendor", "method", "status"],
+            registry=self.registry,
+        )
+
+    def observe_psa_answer(self, method: str, url: str, status: int | None) -> None:
+        """The HTTP client's observer hook: one call per PSA request."""
+        self.psa_answers.labels(vendor_of(url), method.upper(), str(status or "none")).inc()
+
+    def exposition_registry(self) -> CollectorRegistry:
+        """What a scrape of this process serves: every process's values in multiprocess mode."""
+        if multiprocess_dir() is None:
+            return self.registry
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined)
+        return combined
 
 
 class JobStateCollector(Collector):
@@ -40,20 +106,34 @@ class JobStateCollector(Collector):
         self._engine = engine
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        c = writeback_jobs.c
         query = (
-            sa.select(writeback_jobs.c.state, sa.func.count())
-            .where(writeback_jobs.c.state.in_(COUNTED_STATES))
-            .group_by(writeback_jobs.c.state)
+            sa.select(c.state, c.error_code, sa.func.count())
+            .where(c.state.in_(COUNTED_STATES))
+            .group_by(c.state, c.error_code)
         )
         with self._engine.connect() as conn:
-            counts = dict(conn.execute(query).tuples().all())
-        gauge = GaugeMetricFamily("writeback_jobs", "Jobs by state.", labels=["state"])
+            rows = conn.execute(query).tuples().all()
+        by_state = GaugeMetricFamily("writeback_jobs", "Jobs by state.", labels=["state"])
+        by_code = GaugeMetricFamily(
+            "writeback_jobs_by_error_code",
+            "Jobs waiting for a retry, and failed jobs, by the code of their last error.",
+            labels=["state", "code"],
+        )
         for state in COUNTED_STATES:
-            gauge.add_metric([state], counts.get(state, 0))
-        yield gauge
+            by_state.add_metric([state], sum(n for s, _, n in rows if s == state))
+        for state, error_code, count in rows:
+            if state in CODED_STATES:
+                by_code.add_metric([state, error_code or "none"], count)
+        yield by_state
+        yield by_code
 
 
 def api_metrics(engine: sa.Engine) -> Callable[[], bytes]:
+    """The database figures, plus in multiprocess mode what every process counted (PSA answers
+    of connection checks in each gunicorn worker, the workers' steps)."""
     registry = CollectorRegistry()
     registry.register(JobStateCollector(engine))
+    if multiprocess_dir() is not None:
+        MultiProcessCollector(registry)
     return lambda: generate_latest(registry)

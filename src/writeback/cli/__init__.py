@@ -9,7 +9,7 @@ import click
 from writeback import bootstrap
 from writeback.adapters.db import migrate
 from writeback.adapters.logs import configure_logging
-from writeback.cli import dev, flower, repost
+from writeback.cli import dev, flower, keys, repost
 from writeback.config import load_settings
 from writeback.domain import services
 from writeback.domain.errors import DomainError
@@ -89,3 +89,4 @@ main.add_command(dev.demo)
 main.add_command(dev.simulator)
 main.add_command(repost.repost_stuck)
 main.add_command(flower.flower)
+main.add_command(keys.keys)

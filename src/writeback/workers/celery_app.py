@@ -13,6 +13,7 @@ from prometheus_client import start_http_server
 
 from writeback import bootstrap
 from writeback.adapters.logs import configure_logging
+from writeback.adapters.metrics import check_worker_metrics
 from writeback.adapters.queue import create_celery_app
 from writeback.config import load_settings
 
@@ -25,7 +26,16 @@ def _serve_metrics(**_: Any) -> None:
     """Step durations and finished jobs, scraped from each worker at WRITEBACK_METRICS_PORT."""
     if settings.metrics_port:
         container = bootstrap.for_this_process(app)
-        start_http_server(settings.metrics_port, registry=container.metrics.registry)
+        registry = container.metrics.exposition_registry()
+        start_http_server(settings.metrics_port, registry=registry)
+
+
+@signals.worker_init.connect
+def _check_metrics(sender: Any = None, **_: Any) -> None:
+    """Before any child is forked: metrics that would count one child only are refused."""
+    pool = getattr(sender, "pool_cls", None) or settings.worker_pool  # `-P` wins over settings
+    name = pool if isinstance(pool, str) else pool.__module__.rsplit(".", 1)[-1]
+    check_worker_metrics(name, settings.metrics_port)
 
 
 @signals.setup_logging.connect

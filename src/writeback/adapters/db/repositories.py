@@ -102,6 +102,33 @@ class SqlConnectionRepository:
         self._s.add_all(mappings)
         self._s.flush()
 
+    # Key rotation (`writeback keys rotate`): sealed credentials by id, keyset-paged, and a
+    # replacement that only lands on the ciphertext it was computed from.
+    _sealed = tables.psa_connections.c
+
+    def count_sealed(self) -> int:
+        return int(self._s.scalar(sa.select(sa.func.count(self._sealed.id))) or 0)
+
+    def sealed_after(self, after_id: int, limit: int) -> list[tuple[int, bytes]]:
+        query = (
+            sa.select(self._sealed.id, self._sealed.credentials_encrypted)
+            .where(self._sealed.id > after_id)
+            .order_by(self._sealed.id)
+            .limit(limit)
+        )
+        return [(row.id, row.credentials_encrypted) for row in self._s.execute(query)]
+
+    def replace_sealed(self, connection_id: int, old: bytes, new: bytes) -> bool:
+        """False when the credentials changed since `old` was read (someone re-saved them)."""
+        result = self._s.execute(
+            sa.update(tables.psa_connections)
+            .where(self._sealed.id == connection_id)
+            .where(self._sealed.credentials_encrypted == old)
+            .values(credentials_encrypted=new)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
 
 class SqlSessionRepository:
     def __init__(self, session: Session) -> None:

@@ -82,9 +82,15 @@ class HttpClient:
     """requests.Session is not documented as thread-safe, and workers run threads: one each."""
 
     def __init__(
-        self, timeout: float, user_agent: str = "psa-writeback/0.1", vet: Vet | None = None
+        self,
+        timeout: float,
+        user_agent: str = "psa-writeback/0.1",
+        vet: Vet | None = None,
+        observer: Callable[[str, str, int | None], None] | None = None,
     ) -> None:
         self.timeout = timeout
+        # Told (method, url, status or None when no answer came) after every request: metrics.
+        self._observer = observer
         self._user_agent = user_agent
         self._vet = vet
         self._local = threading.local()
@@ -118,11 +124,14 @@ class HttpClient:
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         if self._gate is not None:
             self._gate()
+        status: int | None = None
         try:
             # Never follow redirects: a redirect could carry our credentials to another host.
-            return self._session().request(
+            response = self._session().request(
                 method, url, timeout=self.timeout, allow_redirects=False, **kwargs
             )
+            status = response.status_code
+            return response
         except requests.RequestException as exc:
             what = (
                 f"timed out after {self.timeout} s"
@@ -131,6 +140,9 @@ class HttpClient:
             )
             error = failure_class(method, sent=_was_sent(exc))
             raise error(f"{method} {_path(url)} {what}", failed="site_url") from None
+        finally:
+            if self._observer is not None:
+                self._observer(method, url, status)
 
 
 def failure_class(method: str, *, sent: bool) -> type[PsaTransientError]:
