@@ -8,7 +8,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+
+from cachetools import TTLCache
 
 from writeback.domain.errors import StatusTargetError
 from writeback.domain.model import AccountSettings, BoardStatus, JobKind, StatusMapping, Ticket
@@ -18,23 +19,23 @@ from writeback.domain.ports import Clock
 class StatusCatalog:
     """Board statuses per connection, cached for `ttl` so a burst of jobs reads them once."""
 
-    def __init__(self, clock: Clock, ttl: float = 300.0) -> None:
-        self._clock = clock
-        self._ttl = timedelta(seconds=ttl)
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[int, int | None], tuple[datetime, list[BoardStatus]]] = {}
+    def __init__(self, clock: Clock, ttl: float = 300.0, size: int = 10_000) -> None:
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe on their own
+        self._entries: TTLCache[tuple[int, int | None], list[BoardStatus]] = TTLCache(
+            size, ttl, timer=lambda: clock().timestamp()
+        )
 
     def statuses(
         self, connection_id: int, board_id: int | None, fetch: Callable[[], list[BoardStatus]]
     ) -> list[BoardStatus]:
-        key, now = (connection_id, board_id), self._clock()
+        key = (connection_id, board_id)
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and now - entry[0] < self._ttl:
-                return entry[1]
+            cached = self._entries.get(key)
+        if cached is not None:
+            return cached
         fetched = fetch()
         with self._lock:
-            self._entries[key] = (now, fetched)
+            self._entries[key] = fetched
         return fetched
 
 

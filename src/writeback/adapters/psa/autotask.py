@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from cachetools import LRUCache, TTLCache
 from pydantic import BaseModel, ConfigDict, Field
 
 from writeback.adapters.psa.boardless import ALL_TICKETS, require_no_board
@@ -140,13 +141,16 @@ class AutotaskCache:
     process. Zones are kept until a zone refuses us; picklists for `picklist_ttl` seconds."""
 
     def __init__(
-        self, picklist_ttl: float = PICKLIST_TTL, clock: Callable[[], float] = time.monotonic
+        self,
+        picklist_ttl: float = PICKLIST_TTL,
+        clock: Callable[[], float] = time.monotonic,
+        size: int = 10_000,
     ) -> None:
-        self._lock = threading.Lock()
-        self._ttl = picklist_ttl
-        self._clock = clock
-        self._zones: dict[tuple[str, str], str] = {}
-        self._picklists: dict[tuple[str, str, str], tuple[float, Picklists]] = {}
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe on their own
+        self._zones: LRUCache[tuple[str, str], str] = LRUCache(size)
+        self._picklists: TTLCache[tuple[str, str, str], Picklists] = TTLCache(
+            size, picklist_ttl, timer=clock
+        )
 
     def zone(self, key: tuple[str, str]) -> str | None:
         with self._lock:
@@ -158,14 +162,11 @@ class AutotaskCache:
 
     def picklists(self, key: tuple[str, str], entity: str) -> Picklists | None:
         with self._lock:
-            found = self._picklists.get((*key, entity))
-        if found is None or self._clock() - found[0] >= self._ttl:
-            return None
-        return found[1]
+            return self._picklists.get((*key, entity))
 
     def put_picklists(self, key: tuple[str, str], entity: str, picklists: Picklists) -> None:
         with self._lock:
-            self._picklists[(*key, entity)] = (self._clock(), picklists)
+            self._picklists[(*key, entity)] = picklists
 
 
 class AutotaskProvider:

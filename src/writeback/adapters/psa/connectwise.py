@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from cachetools import LRUCache
 from pydantic import BaseModel, ConfigDict, Field
 
 from writeback.adapters.psa.http import HttpClient, read_answer
@@ -85,9 +86,9 @@ def api_site_url(site_url: str) -> str:
 class CodebaseCache:
     """Codebase per (site, company), shared by every provider built in this process."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._codebases: dict[tuple[str, str], str] = {}
+    def __init__(self, size: int = 10_000) -> None:
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe on their own
+        self._codebases: LRUCache[tuple[str, str], str] = LRUCache(size)
 
     def get(self, key: tuple[str, str]) -> str | None:
         with self._lock:

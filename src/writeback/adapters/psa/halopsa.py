@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from cachetools import TLRUCache, TTLCache
 from pydantic import BaseModel, ConfigDict, Field
 
 from writeback.adapters.psa.boardless import ALL_TICKETS, require_no_board
@@ -127,14 +128,19 @@ class HaloCache:
         margin: float = TOKEN_MARGIN,
         status_ttl: float = STATUS_TTL,
         clock: Callable[[], float] = time.monotonic,
+        size: int = 10_000,
     ) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe on their own
         self._margin = margin
-        self._status_ttl = status_ttl
         self._clock = clock
         self._salt = os.urandom(16)  # secret digests mean nothing outside this process
-        self._tokens: dict[CacheKey, _Token] = {}
-        self._statuses: dict[CacheKey, tuple[float, list[_Status]]] = {}
+        # Each token lives until its own refresh time.
+        self._tokens: TLRUCache[CacheKey, _Token] = TLRUCache(
+            size, ttu=lambda _key, token, _now: token.refresh_at, timer=clock
+        )
+        self._statuses: TTLCache[CacheKey, list[_Status]] = TTLCache(
+            size, status_ttl, timer=clock
+        )
 
     def key(self, site: str, tenant: str, client_id: str, secret: str) -> CacheKey:
         digest = hmac.new(self._salt, secret.encode(), hashlib.sha256).hexdigest()
@@ -143,7 +149,7 @@ class HaloCache:
     def token(self, key: CacheKey) -> str | None:
         with self._lock:
             token = self._tokens.get(key)
-        return token.value if token is not None and self._clock() < token.refresh_at else None
+        return token.value if token is not None else None
 
     def put_token(self, key: CacheKey, value: str, expires_in: float) -> None:
         margin = min(self._margin, expires_in / 2)
@@ -159,14 +165,11 @@ class HaloCache:
 
     def statuses(self, key: CacheKey) -> list[_Status] | None:
         with self._lock:
-            found = self._statuses.get(key)
-        if found is None or self._clock() - found[0] >= self._status_ttl:
-            return None
-        return found[1]
+            return self._statuses.get(key)
 
     def put_statuses(self, key: CacheKey, statuses: list[_Status]) -> None:
         with self._lock:
-            self._statuses[key] = (self._clock(), statuses)
+            self._statuses[key] = statuses
 
 
 class HaloProvider:
