@@ -97,7 +97,7 @@ class WorkerMetrics:
         if multiprocess_dir() is None:
             return self.registry
         combined = CollectorRegistry()
-        MultiProcessCollector(combined)
+        MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
         return combined
 
 
@@ -135,5 +135,5 @@ def api_metrics(engine: sa.Engine) -> Callable[[], bytes]:
     registry = CollectorRegistry()
     registry.register(JobStateCollector(engine))
     if multiprocess_dir() is not None:
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return lambda: generate_latest(registry)

@@ -4,6 +4,7 @@ WRITEBACK_SECRET_KEYS, so the keys after it can be retired."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -80,9 +81,7 @@ def rotate(batch_size: int, dry_run: bool) -> None:
     uow = partial(SqlAlchemyUnitOfWork, session_factory(container.engine))
     with uow() as tx:
         total = tx.connections.count_sealed()
-    with click.progressbar(
-        length=total, label="re-sealing", file=click.get_text_stream("stderr")
-    ) as bar:
+    with click.progressbar(length=total, label="re-sealing", file=sys.stderr) as bar:
         report = rotate_credentials(
             uow, container.sealer, batch_size=batch_size, dry_run=dry_run, progress=bar.update
         )

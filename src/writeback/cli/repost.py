@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import Counter
 from datetime import timedelta
@@ -29,7 +30,7 @@ FOLLOW_INTERVAL = 2.0
 COLUMNS = "{:<36}  {:>8}  {:>8}  {:<8}  {:<8}  {:<17}  {:<26}  {:>9}"
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[timedelta]):
     name = "duration"
 
     def convert(self, value: object, param: object, ctx: click.Context | None) -> timedelta:
@@ -116,9 +117,7 @@ def repost_stuck(
         total = tx.jobs.count(where)
     report, reposted = RepostReport(), Counter[str]()
     followed: list[str] = []
-    with click.progressbar(
-        jobs, length=total, label="re-posting", file=click.get_text_stream("stderr")
-    ) as bar:
+    with click.progressbar(jobs, length=total, label="re-posting", file=sys.stderr) as bar:
         for job in bar:
             result = repost_one(job, jobs=container.jobs)
             report.add(result)
@@ -145,9 +144,7 @@ def _follow(
         err=True,
     )
     done = 0
-    with click.progressbar(
-        length=len(job_ids), label="completing", file=click.get_text_stream("stderr")
-    ) as bar:
+    with click.progressbar(length=len(job_ids), label="completing", file=sys.stderr) as bar:
         while done < len(job_ids):
             time.sleep(FOLLOW_INTERVAL)
             with container.read_uow() as tx:

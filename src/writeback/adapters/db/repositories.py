@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback.adapters.db import tables
+from writeback.domain import ports
 from writeback.domain.errors import Conflict, JobInFlight
 from writeback.domain.model import (
     IN_FLIGHT_STATES,
@@ -402,6 +403,13 @@ class SqlDraftRepository:
 
 
 class SqlAlchemyUnitOfWork:
+    # Typed as the ports, as the domain sees them.
+    accounts: ports.AccountRepository
+    connections: ports.ConnectionRepository
+    sessions: ports.SessionRepository
+    jobs: ports.JobRepository
+    drafts: ports.DraftRepository
+
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
 
