@@ -32,7 +32,7 @@ from writeback.domain.retry import RetryPolicy
 from writeback.domain.site_url import HostPolicy
 
 # Redis redelivers any message not acked within this many seconds; a step's run time must stay
-# well under it (see reference/celery.md).
+# well under it (Celery documents the Redis visibility timeout's redelivery).
 DEFAULT_VISIBILITY_TIMEOUT = 3600
 
 

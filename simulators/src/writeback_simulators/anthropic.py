@@ -1,7 +1,7 @@
 """Local stub of the Anthropic Messages API over real HTTP, with scripted answers and faults.
 
 Stands in for `https://api.anthropic.com` (point the SDK's `base_url` or `ANTHROPIC_BASE_URL`
-at it); shapes follow the SDK 2.x facts in shared/reference/anthropic.md.
+at it); shapes follow the Messages API as the official SDK 2.x sees it.
 
 Vendor endpoint `POST /v1/messages`:
   auth       `Authorization: Bearer <key>` (SDK 2.x) or `x-api-key: <key>`; any non-empty key

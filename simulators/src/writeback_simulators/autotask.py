@@ -1,6 +1,6 @@
 """HTTP simulator of the Autotask PSA REST API (v1.0), with faults switchable at runtime.
 
-Behaviour follows shared/reference/other-psas.md: zone discovery at
+Behaviour follows Autotask's REST documentation: zone discovery at
 `/atservicesrest/v1.0/ZoneInformation?user=` (no credentials needed), then `{zone}/V1.0/...` calls
 authenticated by the `UserName`, `Secret` and `ApiIntegrationCode` headers; ticket notes with
 integer picklists `noteType` and `publish`; the ticket status changed by `PATCH /V1.0/Tickets`

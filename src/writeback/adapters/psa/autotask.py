@@ -1,6 +1,6 @@
 """Autotask PSA REST API v1.0. Vendor JSON stays in this module.
 
-Facts used here are in shared/reference/other-psas.md: the zone discovered from
+Facts used here (Autotask's REST documentation, django-autotask): the zone discovered from
 `/atservicesrest/v1.0/ZoneInformation?user=`, the `ApiIntegrationCode`/`UserName`/`Secret` headers
 on every zone call, notes with per-tenant integer picklists `noteType` and `publish` (read from
 `.../entityInformation/fields` and chosen by label), the status changed by `PATCH /V1.0/Tickets`,
