@@ -1,7 +1,8 @@
 """HTTP simulator of the ConnectWise PSA (Manage) REST API, with faults switchable at runtime.
 
-Behaviour follows ConnectWise's REST documentation and OpenAPI document: Basic auth `{companyId}+{publicKey}` /
-`{privateKey}` plus a `clientId` header on every `/{codebase}/apis/3.0/` call, JSON Patch status
+Behaviour follows ConnectWise's REST documentation and OpenAPI document: Basic auth
+`{companyId}+{publicKey}` / `{privateKey}` plus a `clientId` header on every
+`/{codebase}/apis/3.0/` call, JSON Patch status
 changes validated against the ticket's board, ServiceNote display-flag validation, paged lists with
 `conditions`/`orderBy`/`page`/`pageSize` and ConnectWise-style `Link` headers, and error bodies
 `{"code", "message", "errors"?}`. Checked against the vendor's OpenAPI document (2025.8) by the

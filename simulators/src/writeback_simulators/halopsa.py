@@ -1,6 +1,7 @@
 """HTTP simulator of the HaloPSA REST API, with faults switchable at runtime.
 
-Behaviour follows HaloPSA's API documentation (and HaloAPI's client): an OAuth2 client-credentials token from
+Behaviour follows HaloPSA's API documentation (and HaloAPI's client): an OAuth2
+client-credentials token from
 `POST /auth/token` (form `grant_type=client_credentials`, `client_id`, `client_secret`,
 `scope=all`; `?tenant=` optional), then `Authorization: Bearer <token>` on `/api/...`; notes are
 "actions" posted to `/api/Actions` as a JSON array (`hiddenfromuser: true` = internal only); the

@@ -23,8 +23,8 @@ class Rate:
     burst: int
 
 
-# What each vendor tolerates (their public documentation): ConnectWise ~60/min (unpublished), Autotask 10,000/h
-# per database shared by all integrations, HaloPSA ~500 per 3 min.
+# What each vendor tolerates (their public documentation): ConnectWise ~60/min (unpublished),
+# Autotask 10,000/h per database shared by all integrations, HaloPSA ~500 per 3 min.
 DEFAULT_RATES = {
     "connectwise": Rate(1.0, 10),
     "autotask": Rate(2.0, 10),
