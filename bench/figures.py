@@ -18,7 +18,7 @@ from celery import Celery, chain
 from tests.support import REDIS_URL, Process, compose_command, free_port, wait_until
 
 from bench.stack import Stack, timed
-from writeback.domain import services
+from writeback.domain.accounts import Principal
 from writeback.domain.model import JobFilter
 from writeback.domain.repost import stream_jobs
 
@@ -286,7 +286,7 @@ STUCK = JobFilter(states=("failed",), kinds=("escalate",))
 def scaling(stack: Stack, sizes: list[int], lookups: int, stuck: int) -> list[Figure]:
     """4. Status lookup and the repost scan at growing table sizes / the smallest size."""
     account_id, token, _ = stack.account(statuses=False)
-    principal = services.Principal(account_id, stack._user(account_id))
+    principal = Principal(account_id, stack._user(account_id))
     [session_id] = _bulk_sessions(stack, account_id, 1)
     stack.sql(  # the stuck ones: failed escalations
         "INSERT INTO writeback_jobs (id, account_id, session_id, kind, tenant, state, step, "

@@ -30,8 +30,8 @@ from tests.support import (
 
 from writeback import bootstrap
 from writeback.config import load_settings
-from writeback.domain import services
-from writeback.domain.model import AccountSettings, JobKind, utcnow
+from writeback.domain.accounts import Principal
+from writeback.domain.model import AccountSettings, JobKind
 
 CREDENTIALS = {"public_key": "pub-key", "private_key": "priv-key", "client_id": "bench"}
 
@@ -106,19 +106,14 @@ class Stack:
     def account(self, statuses: bool = True) -> tuple[int, str, int]:
         """An account with a ConnectWise connection to the simulator: (id, token, connection)."""
         c = self.container
-        issued = services.create_account(f"bench-{uuid.uuid4().hex[:6]}", uow=c.uow, clock=utcnow)
-        principal = services.Principal(issued.account_id, issued.user_id)
-        connection = services.create_connection(
+        issued = c.accounts.create_account(f"bench-{uuid.uuid4().hex[:6]}")
+        principal = Principal(issued.account_id, issued.user_id)
+        connection = c.connections.create(
             principal,
             provider="connectwise",
             site_url=self.sim.url,
             company_id="ACME",
             credentials=CREDENTIALS,
-            uow=c.uow,
-            sealer=c.sealer,
-            registry=c.registry,
-            check_url=c.registry.configure_url,
-            clock=utcnow,
         )
         if statuses:
             with c.uow() as tx:
@@ -132,9 +127,9 @@ class Stack:
         account_id, _, connection_id = account
         with ThreadPoolExecutor(16) as pool:
             tickets = list(pool.map(lambda _: self.sim.new_ticket(), range(count)))
-        principal = services.Principal(account_id, self._user(account_id))
+        principal = Principal(account_id, self._user(account_id))
         return [
-            services.create_session(
+            self.container.sessions.create(
                 principal,
                 session_type="chat",
                 intake_type="free_text",
@@ -142,8 +137,6 @@ class Stack:
                 conversation_messages=[],
                 psa_connection_id=connection_id,
                 psa_ticket_id=ticket,
-                uow=self.container.uow,
-                clock=utcnow,
             ).id
             or 0
             for ticket in tickets

@@ -8,7 +8,7 @@ import copy
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -416,6 +416,11 @@ class FakeRegistry:
 
     def credential_fields(self, provider: str) -> tuple[str, ...] | None:
         return ("public_key", "private_key", "client_id") if provider == "connectwise" else None
+
+    def configure(
+        self, provider: str, site_url: str, options: Mapping[str, Any] | None
+    ) -> tuple[str, dict[str, Any] | None]:
+        return site_url, dict(options) if options else None
 
     def build(self, connection: PsaConnection) -> FakePsaProvider:
         return self.provider

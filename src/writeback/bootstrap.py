@@ -32,6 +32,8 @@ from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
 from writeback.adapters.queue import BrokerEpoch, CeleryJobQueue, create_celery_app
 from writeback.config import Settings, load_settings
+from writeback.domain.accounts import AccountService
+from writeback.domain.connections import ConnectionService
 from writeback.domain.drafting import Drafting, DraftPolicy
 from writeback.domain.jobs import JobService
 from writeback.domain.lease import LeaseKeeper
@@ -40,6 +42,7 @@ from writeback.domain.pipeline import WritebackPipeline
 from writeback.domain.ports import Drafter, UnitOfWorkFactory
 from writeback.domain.redaction import Redactor
 from writeback.domain.scheduler import Scheduler
+from writeback.domain.sessions import SessionService
 from writeback.domain.status_targets import StatusCatalog
 
 
@@ -60,9 +63,11 @@ class Container:
     metrics: WorkerMetrics
     pipeline: WritebackPipeline
     scheduler: Scheduler
+    # The use cases, one service per resource; reads use the autocommit engine.
+    accounts: AccountService
+    connections: ConnectionService
+    sessions: SessionService
     jobs: JobService
-    # Job reads for polling: the autocommit engine, no transaction.
-    job_reads: JobService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -112,9 +117,6 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         sleep=time.sleep,
     )
 
-    def jobs(on: UnitOfWorkFactory) -> JobService:
-        return JobService(uow=on, queue=queue, drafting=drafting, policy=policy, clock=utcnow)
-
     return Container(
         settings=settings,
         engine=engine,
@@ -130,8 +132,18 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         metrics=metrics,
         pipeline=pipeline,
         scheduler=Scheduler(uow=uow, queue=queue, policy=policy, clock=utcnow),
-        jobs=jobs(uow),
-        job_reads=jobs(read_uow),
+        accounts=AccountService(uow=uow, reads=read_uow, clock=utcnow),
+        connections=ConnectionService(
+            uow=uow,
+            sealer=sealer,
+            registry=registry,
+            check_url=registry.configure_url,
+            clock=utcnow,
+        ),
+        sessions=SessionService(uow=uow, reads=read_uow, clock=utcnow),
+        jobs=JobService(
+            uow=uow, reads=read_uow, queue=queue, drafting=drafting, policy=policy, clock=utcnow
+        ),
     )
 
 

@@ -25,8 +25,6 @@ from tests.support import (
 from writeback import bootstrap
 from writeback.api import create_app
 from writeback.config import load_settings
-from writeback.domain import services
-from writeback.domain.model import utcnow
 from writeback_simulators import anthropic as anthropic_stub
 from writeback_simulators import connectwise
 from writeback_simulators.server import serve
@@ -107,7 +105,7 @@ def flask_client(container: bootstrap.Container) -> FlaskClient:
 
 
 def new_api(container: bootstrap.Container, client: FlaskClient) -> Api:
-    issued = services.create_account(f"it-{uuid.uuid4().hex[:6]}", uow=container.uow, clock=utcnow)
+    issued = container.accounts.create_account(f"it-{uuid.uuid4().hex[:6]}")
     return Api(flask_sender(client, issued.token), issued.token)
 
 

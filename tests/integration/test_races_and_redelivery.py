@@ -16,7 +16,7 @@ from tests.integration.conftest import flask_sender
 from tests.support import Api, Simulator
 from writeback import bootstrap
 from writeback.adapters.queue import CeleryJobQueue
-from writeback.domain import services
+from writeback.domain.accounts import Principal
 from writeback.domain.errors import AlreadyClosed, JobInFlight
 from writeback.domain.lease import LeaseKeeper
 from writeback.domain.model import (
@@ -37,9 +37,7 @@ pytestmark = pytest.mark.integration
 def test_concurrent_posts_for_one_session_make_exactly_one_job(
     container: bootstrap.Container, flask_client: FlaskClient, worker: object
 ) -> None:
-    issued = services.create_account(
-        f"race-{uuid.uuid4().hex[:6]}", uow=container.uow, clock=utcnow
-    )
+    issued = container.accounts.create_account(f"race-{uuid.uuid4().hex[:6]}")
     # One test client per thread: Flask's test client is not shared across threads.
     apis = [
         Api(flask_sender(flask_client.application.test_client(), issued.token), issued.token)
@@ -113,27 +111,20 @@ def test_every_step_run_twice_on_postgres_and_http_gives_one_note_and_one_outcom
 ) -> None:
     """Each step's message delivered twice (a redelivery after the first completed): the same
     end state as one delivery, with one note on the ticket."""
-    issued = services.create_account(
-        f"twice-{uuid.uuid4().hex[:6]}", uow=container.uow, clock=utcnow
-    )
-    principal = services.Principal(issued.account_id, issued.user_id)
-    connection = services.create_connection(
+    issued = container.accounts.create_account(f"twice-{uuid.uuid4().hex[:6]}")
+    principal = Principal(issued.account_id, issued.user_id)
+    connection = container.connections.create(
         principal,
         provider="connectwise",
         site_url=simulator.url,
         company_id="ACME",
         credentials={"public_key": "pub-key", "private_key": "priv-key", "client_id": "c"},
-        uow=container.uow,
-        sealer=container.sealer,
-        registry=container.registry,
-        check_url=container.registry.configure_url,
-        clock=utcnow,
     )
     with container.uow() as tx:
         tx.accounts.add_settings(AccountSettings(issued.account_id, 42, 43))
         tx.commit()
     ticket_id = simulator.new_ticket()
-    session = services.create_session(
+    session = container.sessions.create(
         principal,
         session_type="chat",
         intake_type="free_text",
@@ -141,8 +132,6 @@ def test_every_step_run_twice_on_postgres_and_http_gives_one_note_and_one_outcom
         conversation_messages=[],
         psa_connection_id=connection.id,
         psa_ticket_id=ticket_id,
-        uow=container.uow,
-        clock=utcnow,
     )
     assert session.id is not None
 

@@ -2,11 +2,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 
-from tests.fakes import FakePsaProvider, FakeQueue, FakeRegistry, FakeUnitOfWork, Store
-from writeback.domain import services
+from tests.fakes import (
+    FakePsaProvider,
+    FakeQueue,
+    FakeRegistry,
+    FakeSealer,
+    FakeUnitOfWork,
+    Store,
+)
+from writeback.domain.accounts import AccountService, Principal
+from writeback.domain.connections import ConnectionService
 from writeback.domain.drafting import Drafting, DraftPolicy, fingerprint, render_escalation
 from writeback.domain.jobs import JobService
 from writeback.domain.lease import LeaseKeeper
@@ -23,6 +32,7 @@ from writeback.domain.pipeline import Action, StepResult, WritebackPipeline
 from writeback.domain.redaction import Redactor
 from writeback.domain.retry import RetryPolicy
 from writeback.domain.scheduler import Scheduler
+from writeback.domain.sessions import SessionService
 from writeback.domain.status_targets import StatusCatalog
 
 
@@ -46,7 +56,7 @@ class World:
     queue: FakeQueue
     clock: FakeClock
     policy: RetryPolicy
-    principal: services.Principal
+    principal: Principal
     connection_id: int
     sleeps: list[float] = field(default_factory=list)
     drafter: CountingDrafter = field(default_factory=lambda: CountingDrafter())
@@ -74,9 +84,28 @@ class World:
         )
 
     @property
+    def accounts(self) -> AccountService:
+        return AccountService(uow=self.uow, reads=self.uow, clock=self.clock)
+
+    @property
+    def sessions(self) -> SessionService:
+        return SessionService(uow=self.uow, reads=self.uow, clock=self.clock)
+
+    @property
+    def connections(self) -> ConnectionService:
+        return ConnectionService(
+            uow=self.uow,
+            sealer=FakeSealer(),
+            registry=FakeRegistry(self.provider),
+            check_url=lambda url: url.rstrip("/"),
+            clock=self.clock,
+        )
+
+    @property
     def jobs(self) -> JobService:
         return JobService(
             uow=self.uow,
+            reads=self.uow,
             queue=self.queue,
             drafting=self.drafting,
             policy=self.policy,
@@ -95,7 +124,7 @@ class World:
     def session(self, ticket_id: str | None = "1001") -> int:
         if ticket_id is not None and ticket_id not in self.provider.tickets:
             self.provider.add_ticket(ticket_id)
-        session = services.create_session(
+        session = self.sessions.create(
             self.principal,
             session_type="chat",
             intake_type="free_text",
@@ -103,8 +132,6 @@ class World:
             conversation_messages=[{"role": "assistant", "content": "Restarted the spooler."}],
             psa_connection_id=self.connection_id if ticket_id else None,
             psa_ticket_id=ticket_id,
-            uow=self.uow,
-            clock=self.clock,
         )
         assert session.id is not None
         return session.id
@@ -167,8 +194,9 @@ class CountingDrafter:
 def world() -> World:
     store = Store()
     clock = FakeClock()
-    issued = services.create_account("acme", uow=lambda: FakeUnitOfWork(store), clock=clock)
-    principal = services.Principal(issued.account_id, issued.user_id)
+    uow = partial(FakeUnitOfWork, store)
+    issued = AccountService(uow=uow, reads=uow, clock=clock).create_account("acme")
+    principal = Principal(issued.account_id, issued.user_id)
     connection = PsaConnection(
         account_id=principal.account_id,
         provider="connectwise",

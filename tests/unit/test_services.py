@@ -2,45 +2,46 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import pytest
 
-from tests.fakes import FakePsaProvider, FakeRegistry, FakeSealer
+from tests.fakes import FakeSealer
 from tests.unit.conftest import World
-from writeback.domain import services
+from writeback.domain.accounts import Principal, hash_token
 from writeback.domain.errors import AlreadyClosed, InvalidInput, JobInFlight, NotFound, Unauthorized
 from writeback.domain.model import JobKind, JobState, SessionStatus, Step
 from writeback.domain.site_url import HostPolicy, check_site_url
 
 
 def test_tokens_are_stored_only_as_hashes_and_authenticate(world: World) -> None:
-    issued = services.create_token(world.principal.account_id, uow=world.uow, clock=world.clock)
+    issued = world.accounts.create_token(world.principal.account_id)
     assert issued.token.startswith("wb_") and len(issued.token) > 40
     assert issued.token not in world.store.tokens
-    assert services.hash_token(issued.token) in world.store.tokens
-    principal = services.authenticate(issued.token, uow=world.uow)
-    assert principal == services.Principal(world.principal.account_id, issued.user_id)
+    assert hash_token(issued.token) in world.store.tokens
+    principal = world.accounts.authenticate(issued.token)
+    assert principal == Principal(world.principal.account_id, issued.user_id)
     with pytest.raises(Unauthorized):
-        services.authenticate(issued.token + "x", uow=world.uow)
+        world.accounts.authenticate(issued.token + "x")
 
 
 def test_token_for_unknown_account_is_not_found(world: World) -> None:
     with pytest.raises(NotFound):
-        services.create_token(999_999, uow=world.uow, clock=world.clock)
+        world.accounts.create_token(999_999)
 
 
 def test_other_accounts_objects_answer_like_missing_ones(world: World) -> None:
     session_id = world.session(ticket_id=None)
     job_id = world.request(session_id)
-    other = services.create_account("other", uow=world.uow, clock=world.clock)
-    stranger = services.Principal(other.account_id, other.user_id)
+    other = world.accounts.create_account("other")
+    stranger = Principal(other.account_id, other.user_id)
     with pytest.raises(NotFound):
-        services.get_session(stranger, session_id, uow=world.uow)
+        world.sessions.get(stranger, session_id)
     with pytest.raises(NotFound):
         world.jobs.get(stranger, job_id)
     with pytest.raises(NotFound):
-        services.get_connection(stranger, world.connection_id, uow=world.uow)
+        world.connections.get(stranger, world.connection_id)
     with pytest.raises(NotFound):
         world.jobs.request_writeback(stranger, session_id, JobKind.RESOLVE, "x")
 
@@ -87,7 +88,7 @@ def test_broker_down_at_enqueue_still_answers_with_the_queued_job(world: World) 
 
 def test_session_needs_connection_and_ticket_together(world: World) -> None:
     with pytest.raises(InvalidInput) as caught:
-        services.create_session(
+        world.sessions.create(
             world.principal,
             session_type="chat",
             intake_type="free_text",
@@ -95,25 +96,21 @@ def test_session_needs_connection_and_ticket_together(world: World) -> None:
             conversation_messages=[],
             psa_connection_id=world.connection_id,
             psa_ticket_id=None,
-            uow=world.uow,
-            clock=world.clock,
         )
     assert caught.value.field == "psa_ticket_id"
 
 
 def test_session_cannot_link_another_accounts_connection(world: World) -> None:
-    other = services.create_account("other", uow=world.uow, clock=world.clock)
+    other = world.accounts.create_account("other")
     with pytest.raises(InvalidInput) as caught:
-        services.create_session(
-            services.Principal(other.account_id, other.user_id),
+        world.sessions.create(
+            Principal(other.account_id, other.user_id),
             session_type="chat",
             intake_type="free_text",
             intake_content={},
             conversation_messages=[],
             psa_connection_id=world.connection_id,
             psa_ticket_id="1",
-            uow=world.uow,
-            clock=world.clock,
         )
     assert caught.value.field == "psa_connection_id"
 
@@ -124,14 +121,10 @@ def _connect(world: World, **overrides: object) -> object:
         site_url="https://api-na.myconnectwise.net",
         company_id="ACME",
         credentials={"public_key": "pub", "private_key": "secret-priv", "client_id": "cid"},
-        uow=world.uow,
-        sealer=FakeSealer(),
-        registry=FakeRegistry(FakePsaProvider()),
-        check_url=partial(check_site_url, policy=HostPolicy()),
-        clock=world.clock,
     )
     args.update(overrides)
-    return services.create_connection(world.principal, **args)  # type: ignore[arg-type]
+    connections = replace(world.connections, check_url=partial(check_site_url, policy=HostPolicy()))
+    return connections.create(world.principal, **args)  # type: ignore[arg-type]
 
 
 def test_connection_credentials_are_sealed_not_stored_plain(world: World) -> None:

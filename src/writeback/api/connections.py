@@ -11,9 +11,8 @@ from writeback.api.schemas import (
     connection_out,
     status_map_out,
 )
-from writeback.domain import services
 from writeback.domain.errors import NotFound
-from writeback.domain.model import JobKind, utcnow
+from writeback.domain.model import JobKind
 
 bp = Blueprint("psa_connections", __name__, url_prefix="/api/v1/psa-connections")
 bp.before_request(authenticate_request)
@@ -21,33 +20,26 @@ bp.before_request(authenticate_request)
 
 @bp.post("")
 def create() -> tuple[dict[str, object], int]:
-    data, c = body(ConnectionIn), container()
-    # The provider maps the pasted URL to its API's (ConnectWise cloud hosts) and checks options.
-    site_url, options = c.registry.configure(data.provider, data.site_url, data.options)
-    connection = services.create_connection(
+    data = body(ConnectionIn)
+    connection = container().connections.create(
         principal(),
         provider=data.provider,
-        site_url=site_url,
+        site_url=data.site_url,
         company_id=data.company_id,
         credentials=data.credentials,
-        options=options,
-        uow=c.uow,
-        sealer=c.sealer,
-        registry=c.registry,
-        check_url=c.registry.configure_url,
-        clock=utcnow,
+        options=data.options,
     )
     return connection_out(connection), 201
 
 
 @bp.get("/<int:connection_id>")
 def show(connection_id: int) -> dict[str, object]:
-    return connection_out(services.get_connection(principal(), connection_id, uow=container().uow))
+    return connection_out(container().connections.get(principal(), connection_id))
 
 
 @bp.get("/<int:connection_id>/status-map")
 def show_status_map(connection_id: int) -> dict[str, object]:
-    return status_map_out(services.get_status_map(principal(), connection_id, uow=container().uow))
+    return status_map_out(container().connections.status_map(principal(), connection_id))
 
 
 @bp.put("/<int:connection_id>/status-map")
@@ -56,14 +48,13 @@ def put_status_map(connection_id: int) -> dict[str, object]:
     data = body(StatusMapIn)
     entries = [(JobKind(m.kind), m.board_id, m.status) for m in data.mappings]
     return status_map_out(
-        services.put_status_map(principal(), connection_id, entries, uow=container().uow)
+        container().connections.put_status_map(principal(), connection_id, entries)
     )
 
 
 @bp.get("/<int:connection_id>/boards")
 def boards(connection_id: int) -> dict[str, object]:
-    c = container()
-    found = services.list_boards(principal(), connection_id, uow=c.uow, registry=c.registry)
+    found = container().connections.boards(principal(), connection_id)
     return {"boards": [board_out(b) for b in found]}
 
 
@@ -72,20 +63,13 @@ def board_statuses(connection_id: int, board: str) -> dict[str, object]:
     """`board` is a board id, or `all` for PSAs whose statuses are not per board."""
     if board != "all" and not board.isdigit():
         raise NotFound(f"Board {board!r} not found.")
-    c = container()
-    found = services.list_board_statuses(
-        principal(),
-        connection_id,
-        None if board == "all" else int(board),
-        uow=c.uow,
-        registry=c.registry,
-    )
+    board_id = None if board == "all" else int(board)
+    found = container().connections.board_statuses(principal(), connection_id, board_id)
     return {"statuses": [board_status_out(s) for s in found]}
 
 
 @bp.post("/<int:connection_id>/test")
 def test_connection(connection_id: int) -> dict[str, object]:
     """Check the credentials against the PSA and say what failed: 200 either way."""
-    c = container()
-    check = services.check_connection(principal(), connection_id, uow=c.uow, registry=c.registry)
+    check = container().connections.check(principal(), connection_id)
     return {"ok": check.ok, "failed": check.failed, "message": check.message}

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
+from cachetools import TTLCache
 from flask import current_app, g, request
 from pydantic import BaseModel
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from writeback.bootstrap import Container
+from writeback.domain.accounts import Principal, hash_token
 from writeback.domain.errors import Unauthorized
-from writeback.domain.services import Principal, authenticate, hash_token
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,22 +31,18 @@ class TokenCache:
     per request. Bounded, so a flood of random tokens cannot grow it."""
 
     def __init__(self, ttl: float = 30.0, size: int = 10_000) -> None:
-        self._ttl, self._size = ttl, size
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe on their own
+        self._entries: TTLCache[str, Principal] = TTLCache(size, ttl)
 
     def get(self, token: str, load: Callable[[], Principal]) -> Principal:
-        key, now = hash_token(token), time.monotonic()
+        key = hash_token(token)
         with self._lock:
             hit = self._entries.get(key)
-            if hit is not None and now - hit[0] < self._ttl:
-                return hit[1]
+        if hit is not None:
+            return hit
         principal = load()  # raises Unauthorized: failures are never cached
         with self._lock:
-            self._entries[key] = (now, principal)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+            self._entries[key] = principal
         return principal
 
 
@@ -57,9 +52,7 @@ def authenticate_request() -> None:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send Authorization: Bearer <token>.")
     cache: TokenCache = current_app.extensions["writeback.tokens"]
-    g.principal = cache.get(
-        token.strip(), lambda: authenticate(token.strip(), uow=container().read_uow)
-    )
+    g.principal = cache.get(token.strip(), lambda: container().accounts.authenticate(token.strip()))
 
 
 def body(model: type[M]) -> M:

@@ -24,7 +24,7 @@ def index() -> dict[str, object]:
         kinds=tuple(query.kind),
         created_before=utcnow() - query.older_than if query.older_than else None,
     )
-    page, next_cursor = container().job_reads.list(principal(), where, query.cursor, query.limit)
+    page, next_cursor = container().jobs.list(principal(), where, query.cursor, query.limit)
     return {
         "items": [job_out(job) for job in page],
         "next_cursor": encode_cursor(next_cursor) if next_cursor else None,
@@ -33,12 +33,12 @@ def index() -> dict[str, object]:
 
 @bp.get("/<job_id>")
 def show(job_id: str) -> dict[str, object]:
-    return job_out(container().job_reads.get(principal(), job_id))
+    return job_out(container().jobs.get(principal(), job_id))
 
 
 @bp.get("/<job_id>/events")
 def events(job_id: str) -> dict[str, object]:
-    found = container().job_reads.events(principal(), job_id)
+    found = container().jobs.events(principal(), job_id)
     return {"job_id": job_id, "events": [event_out(e) for e in found]}
 
 

@@ -4,8 +4,7 @@ from flask import Blueprint
 
 from writeback.api.context import authenticate_request, body, container, principal
 from writeback.api.schemas import SessionIn, SessionPatch, WritebackIn, session_out
-from writeback.domain import services
-from writeback.domain.model import JobKind, utcnow
+from writeback.domain.model import JobKind
 
 bp = Blueprint("ai_sessions", __name__, url_prefix="/api/v1/ai-sessions")
 bp.before_request(authenticate_request)
@@ -17,7 +16,7 @@ WRITEBACK_ROUTES = {"resolution-note": JobKind.RESOLVE, "escalation-package": Jo
 @bp.post("")
 def create() -> tuple[dict[str, object], int]:
     data = body(SessionIn)
-    session = services.create_session(
+    session = container().sessions.create(
         principal(),
         session_type=data.session_type,
         intake_type=data.intake_type,
@@ -25,15 +24,13 @@ def create() -> tuple[dict[str, object], int]:
         conversation_messages=[m.model_dump() for m in data.conversation_messages],
         psa_connection_id=data.psa_connection_id,
         psa_ticket_id=data.psa_ticket_id,
-        uow=container().uow,
-        clock=utcnow,
     )
     return session_out(session), 201
 
 
 @bp.get("/<int:session_id>")
 def show(session_id: int) -> dict[str, object]:
-    return session_out(services.get_session(principal(), session_id, uow=container().read_uow))
+    return session_out(container().sessions.get(principal(), session_id))
 
 
 @bp.patch("/<int:session_id>")
@@ -43,9 +40,7 @@ def update(session_id: int) -> dict[str, object]:
     changes = {name: getattr(data, name) for name in data.model_fields_set}
     if "conversation_messages" in changes:
         changes["conversation_messages"] = [m.model_dump() for m in data.conversation_messages]
-    session = services.update_session(
-        principal(), session_id, changes, uow=container().uow, clock=utcnow
-    )
+    session = container().sessions.update(principal(), session_id, changes)
     return session_out(session)
 
 

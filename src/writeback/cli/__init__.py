@@ -11,9 +11,7 @@ from writeback.adapters.db import migrate
 from writeback.adapters.logs import configure_logging
 from writeback.cli import dev, flower, keys, repost
 from writeback.config import load_settings
-from writeback.domain import services
 from writeback.domain.errors import DomainError
-from writeback.domain.model import utcnow
 
 
 def _emit(payload: dict[str, object]) -> None:
@@ -54,7 +52,7 @@ def accounts_create(name: str) -> None:
     """Create an account with its first user and API token (shown once)."""
     container = bootstrap.build()
     try:
-        issued = services.create_account(name, uow=container.uow, clock=utcnow)
+        issued = container.accounts.create_account(name)
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
     _emit({"account_id": issued.account_id, "user_id": issued.user_id, "token": issued.token})
@@ -71,7 +69,7 @@ def tokens_create(account_id: int) -> None:
     """Create a user and API token in an existing account (shown once)."""
     container = bootstrap.build()
     try:
-        issued = services.create_token(account_id, uow=container.uow, clock=utcnow)
+        issued = container.accounts.create_token(account_id)
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
     _emit({"user_id": issued.user_id, "token": issued.token})

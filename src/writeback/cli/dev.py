@@ -16,8 +16,6 @@ import requests
 from writeback import bootstrap
 from writeback.adapters.db import migrate
 from writeback.config import load_settings
-from writeback.domain import services
-from writeback.domain.model import utcnow
 
 API_PORT = 8000
 SIM_PORT = 8089
@@ -109,7 +107,7 @@ def simulator(host: str, port: int) -> None:
 def demo(api_url: str, sim_url: str) -> None:
     """Drive one resolve and one escalate against the local simulator, showing each step."""
     container = bootstrap.build()
-    issued = services.create_account(f"demo-{int(time.time())}", uow=container.uow, clock=utcnow)
+    issued = container.accounts.create_account(f"demo-{int(time.time())}")
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {issued.token}"
 

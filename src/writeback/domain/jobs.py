@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
+from writeback.domain.accounts import Principal
 from writeback.domain.drafting import Drafting
 from writeback.domain.errors import Conflict, NotFound
 from writeback.domain.model import (
-    AiSession,
     Draft,
     JobCursor,
     JobEvent,
@@ -22,7 +22,7 @@ from writeback.domain.model import (
 from writeback.domain.ports import Clock, JobQueue, UnitOfWork, UnitOfWorkFactory
 from writeback.domain.retry import RetryPolicy
 from writeback.domain.scheduler import send
-from writeback.domain.services import Principal
+from writeback.domain.sessions import owned_session
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class JobService:
     uow: UnitOfWorkFactory
+    reads: UnitOfWorkFactory  # reads that need no transaction (polling)
     queue: JobQueue
     drafting: Drafting
     policy: RetryPolicy
@@ -43,7 +44,7 @@ class JobService:
         closes the session per kind, so a double submit can never post a second note."""
         now = self.clock()
         with self.uow() as tx:
-            session = self._session(tx, principal, session_id)
+            session = owned_session(tx, principal, session_id)
             if markdown is not None:
                 self.drafting.check_technician(kind, session, markdown)
             job = WritebackJob(
@@ -64,14 +65,14 @@ class JobService:
         return job
 
     def get(self, principal: Principal, job_id: str) -> WritebackJob:
-        with self.uow() as tx:
+        with self.reads() as tx:
             job = tx.jobs.get(job_id, principal.account_id)
             if job is None:
                 raise NotFound(f"Job {job_id} not found.")
             return job
 
     def events(self, principal: Principal, job_id: str, after_id: int = 0) -> list[JobEvent]:
-        with self.uow() as tx:
+        with self.reads() as tx:
             if tx.jobs.get(job_id, principal.account_id) is None:
                 raise NotFound(f"Job {job_id} not found.")
             return tx.jobs.events(job_id, after_id)
@@ -81,7 +82,7 @@ class JobService:
     ) -> tuple[list[WritebackJob], JobCursor | None]:
         """One page of the caller's jobs, newest first, and the cursor of the next page."""
         scoped = replace(where, account_id=principal.account_id)
-        with self.uow() as tx:
+        with self.reads() as tx:
             page = tx.jobs.find(scoped, after, limit + 1)
         if len(page) <= limit:
             return page, None
@@ -115,7 +116,7 @@ class JobService:
     def preview(self, principal: Principal, session_id: int, kind: JobKind) -> tuple[Draft, bool]:
         """The draft a post with no markdown would use, and whether it came from the cache."""
         with self.uow() as tx:
-            session = self._session(tx, principal, session_id)
+            session = owned_session(tx, principal, session_id)
             prepared = self.drafting.prepare(kind, session)
             cached = tx.drafts.get(prepared.key)
         if cached is not None:
@@ -127,13 +128,6 @@ class JobService:
         return draft, False
 
     # Helpers
-
-    @staticmethod
-    def _session(tx: UnitOfWork, principal: Principal, session_id: int) -> AiSession:
-        session = tx.sessions.get(session_id, principal.account_id)
-        if session is None:
-            raise NotFound(f"Session {session_id} not found.")
-        return session
 
     def _admit_if_free(self, tx: UnitOfWork, job: WritebackJob) -> str | None:
         """Straight to the broker when the tenant has a free slot; else held for the scheduler.

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from writeback.domain.model import (
     Account,
@@ -57,6 +57,13 @@ class ProviderRegistry(Protocol):
 
     def credential_fields(self, provider: str) -> tuple[str, ...] | None:
         """The credential keys the provider needs; None for an unknown provider."""
+        ...
+
+    def configure(
+        self, provider: str, site_url: str, options: Mapping[str, Any] | None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The site URL as the provider's API wants it, and the options validated
+        (InvalidInput names `options.<field>`)."""
         ...
 
     def build(self, connection: PsaConnection) -> PsaProvider: ...
