@@ -85,7 +85,7 @@ class Context:
     """What a step needs, loaded with its claim in one transaction."""
 
     job: WritebackJob
-    session: AiSession
+    session: AiSession | None  # None: deleted meanwhile (the step fails session_gone)
     connection: PsaConnection | None
     settings: AccountSettings | None = None
     status_map: list[StatusMapping] = field(default_factory=list)
@@ -149,7 +149,7 @@ class WritebackPipeline:
             with self._leases.keep(job_id, message_id):
                 timer = time.perf_counter()
                 try:
-                    done: Done | DomainError | Exception = self._handlers[step](ctx)
+                    done: Done | Exception = self._handlers[step](ctx)
                 except Exception as exc:  # classified in _record, never lost
                     done = exc
                 took = round(time.perf_counter() - timer, 3)
@@ -175,16 +175,16 @@ class WritebackPipeline:
                 connection = tx.connections.get(session.psa_connection_id)
             if not tx.jobs.save(job):
                 return None
-            ctx = Context(job=job, session=session, connection=connection, resuming=resuming)  # type: ignore[arg-type]
+            ctx = Context(job=job, session=session, connection=connection, resuming=resuming)
             if session is not None:
-                self._load_for_step(tx, ctx)
+                self._load_for_step(tx, ctx, session)
             tx.commit()
         return ctx
 
-    def _load_for_step(self, tx: UnitOfWork, ctx: Context) -> None:
+    def _load_for_step(self, tx: UnitOfWork, ctx: Context, session: AiSession) -> None:
         job = ctx.job
         if job.step is Step.DRAFT and not job.markdown:
-            ctx.prepared = self._drafting.prepare(job.kind, ctx.session)
+            ctx.prepared = self._drafting.prepare(job.kind, session)
             ctx.cached_draft = tx.drafts.get(ctx.prepared.key)
         if job.step is Step.POST_NOTE and ctx.connection is not None:
             ctx.settings = tx.accounts.settings(job.account_id)
