@@ -202,11 +202,7 @@ class FakeJobs:
         return [j for j in self.s.jobs.values() if j.in_flight and tenant in (None, j.tenant)]
 
     def occupied_slots(self, tenant: str) -> int:
-        return sum(
-            1
-            for j in self._in_flight(tenant)
-            if j.message_id is not None or j.state is JobState.RUNNING
-        )
+        return sum(1 for j in self._in_flight(tenant) if j.message_id is not None)
 
     def tenants_waiting(self, now: datetime) -> dict[str, int]:
         tenants = {j.tenant for j in self._in_flight() if j.held and j.due_at and j.due_at <= now}

@@ -163,7 +163,7 @@ class JobRepository(Protocol):
     ) -> WritebackJob | None: ...
 
     def occupied_slots(self, tenant: str) -> int:
-        """The tenant's in-flight jobs that have a message outstanding or are running."""
+        """The tenant's jobs with a message out: in the broker, or running under it."""
         ...
 
     def tenants_waiting(self, now: datetime) -> dict[str, int]:

@@ -181,8 +181,10 @@ _MUTABLE = [
     for c in jobs_t.columns
     if c.name not in {"id", "account_id", "session_id", "kind", "tenant", "created_at"}
 ]
-_OCCUPIES_SLOT = sa.or_(jobs_t.c.message_id.is_not(None), jobs_t.c.state == str(JobState.RUNNING))
-_HELD = sa.and_(jobs_t.c.message_id.is_(None), jobs_t.c.state.in_(_WAITING))
+# Each matches a partial index exactly (tables.HELD, SENT, RUNNING).
+_HELD = sa.text(tables.HELD)
+_SENT = sa.text(tables.SENT)
+_RUNNING = sa.text(tables.RUNNING)
 
 
 class SqlJobRepository:
@@ -264,21 +266,20 @@ class SqlJobRepository:
         return _job(row) if row else None
 
     def occupied_slots(self, tenant: str) -> int:
-        query = sa.select(sa.func.count()).where(
-            jobs_t.c.tenant == tenant, jobs_t.c.state.in_(_IN_FLIGHT), _OCCUPIES_SLOT
-        )
+        query = sa.select(sa.func.count()).where(jobs_t.c.tenant == tenant, _SENT)
         return int(self._s.scalar(query) or 0)
 
     def tenants_waiting(self, now: datetime) -> dict[str, int]:
         """Tenants with held jobs due now, and how many admission slots each already uses."""
-        count = sa.func.count()
-        query = (
-            sa.select(jobs_t.c.tenant, count.filter(_OCCUPIES_SLOT))
-            .where(jobs_t.c.state.in_(_IN_FLIGHT))
+        due = sa.select(jobs_t.c.tenant).where(_HELD, jobs_t.c.due_at <= now).distinct()
+        tenants = list(self._s.scalars(due))
+        occupied = (
+            sa.select(jobs_t.c.tenant, sa.func.count())
+            .where(_SENT, jobs_t.c.tenant.in_(tenants))
             .group_by(jobs_t.c.tenant)
-            .having(count.filter(sa.and_(_HELD, jobs_t.c.due_at <= now)) > 0)
         )
-        return {tenant: occupied for tenant, occupied in self._s.execute(query)}
+        counts: dict[str, int] = dict(self._s.execute(occupied).tuples().all()) if tenants else {}
+        return {tenant: counts.get(tenant, 0) for tenant in tenants}
 
     def held_due(self, tenant: str, now: datetime, limit: int) -> list[WritebackJob]:
         query = (
@@ -290,11 +291,7 @@ class SqlJobRepository:
         return [_job(row) for row in self._s.execute(query)]
 
     def lease_expired(self, now: datetime, limit: int) -> list[WritebackJob]:
-        query = (
-            sa.select(jobs_t)
-            .where(jobs_t.c.state == str(JobState.RUNNING), jobs_t.c.lease_until < now)
-            .limit(limit)
-        )
+        query = sa.select(jobs_t).where(_RUNNING, jobs_t.c.lease_until < now).limit(limit)
         return [_job(row) for row in self._s.execute(query)]
 
     def outstanding(self, not_picked_since: datetime, limit: int) -> list[WritebackJob]:
@@ -302,11 +299,7 @@ class SqlJobRepository:
         sent, since sending is the job's last change)."""
         query = (
             sa.select(jobs_t)
-            .where(
-                jobs_t.c.state.in_(_WAITING),
-                jobs_t.c.message_id.is_not(None),
-                jobs_t.c.updated_at < not_picked_since,
-            )
+            .where(_SENT, jobs_t.c.state.in_(_WAITING), jobs_t.c.updated_at < not_picked_since)
             .order_by(jobs_t.c.updated_at)
             .limit(limit)
         )

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from writeback.domain.model import IN_FLIGHT_STATES, JobState
+from writeback.domain.model import IN_FLIGHT_STATES, WAITING_STATES, JobState
 
 metadata = sa.MetaData(
     naming_convention={
@@ -24,6 +24,11 @@ IN_FLIGHT = "state IN ({})".format(", ".join(f"'{state}'" for state in IN_FLIGHT
 # A session is closed once per kind: a job that is not failed, or that may have posted its note
 # (then it is retried, never replaced by a second job that would post a second note).
 CLOSES_SESSION = f"state <> '{JobState.FAILED}' OR post_started_at IS NOT NULL"
+HELD = "message_id IS NULL AND state IN ({})".format(
+    ", ".join(f"'{state}'" for state in WAITING_STATES)
+)
+SENT = "message_id IS NOT NULL"  # in the broker, or running under that message
+RUNNING = f"state = '{JobState.RUNNING}'"
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
@@ -164,13 +169,28 @@ writeback_jobs = sa.Table(
         postgresql_where=sa.text(CLOSES_SESSION),
         sqlite_where=sa.text(CLOSES_SESSION),
     ),
-    # Admission counts a tenant's in-flight jobs: only in-flight rows are indexed.
+    # The scheduler's three scans each touch a handful of rows, however many jobs wait or are
+    # done: held jobs by tenant and due time, jobs with a message out (a tenant's occupied slots),
+    # and running steps by lease.
     sa.Index(
-        "ix_writeback_jobs_tenant_in_flight",
+        "ix_writeback_jobs_held",
         "tenant",
         "due_at",
-        postgresql_where=sa.text(IN_FLIGHT),
-        sqlite_where=sa.text(IN_FLIGHT),
+        postgresql_where=sa.text(HELD),
+        sqlite_where=sa.text(HELD),
+    ),
+    sa.Index(
+        "ix_writeback_jobs_sent",
+        "tenant",
+        "updated_at",
+        postgresql_where=sa.text(SENT),
+        sqlite_where=sa.text(SENT),
+    ),
+    sa.Index(
+        "ix_writeback_jobs_leases",
+        "lease_until",
+        postgresql_where=sa.text(RUNNING),
+        sqlite_where=sa.text(RUNNING),
     ),
     # Listing and bulk re-posting of failed jobs: the scan grows with the failed jobs only.
     sa.Index(
@@ -179,13 +199,6 @@ writeback_jobs = sa.Table(
         "id",
         postgresql_where=sa.text("state = 'failed'"),
         sqlite_where=sa.text("state = 'failed'"),
-    ),
-    # The sweeper's scan touches only in-flight rows, however large the table grows.
-    sa.Index(
-        "ix_writeback_jobs_due",
-        "due_at",
-        postgresql_where=sa.text(IN_FLIGHT),
-        sqlite_where=sa.text(IN_FLIGHT),
     ),
 )
 

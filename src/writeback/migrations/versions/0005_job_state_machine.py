@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from writeback.adapters.db.tables import CLOSES_SESSION, IN_FLIGHT
+from writeback.adapters.db.tables import CLOSES_SESSION, HELD, IN_FLIGHT, RUNNING, SENT
 
 revision = "0005"
 down_revision = "0004"
@@ -43,18 +43,31 @@ def upgrade() -> None:
             postgresql_where=sa.text(CLOSES_SESSION),
             sqlite_where=sa.text(CLOSES_SESSION),
         )
-        batch_op.create_index(
-            "ix_writeback_jobs_tenant_in_flight",
-            ["tenant", "due_at"],
-            unique=False,
-            postgresql_where=sa.text(IN_FLIGHT),
-            sqlite_where=sa.text(IN_FLIGHT),
-        )
+        batch_op.drop_index("ix_writeback_jobs_due")
+        for name, columns, where in (
+            ("ix_writeback_jobs_held", ["tenant", "due_at"], HELD),
+            ("ix_writeback_jobs_sent", ["tenant", "updated_at"], SENT),
+            ("ix_writeback_jobs_leases", ["lease_until"], RUNNING),
+        ):
+            batch_op.create_index(
+                name, columns, postgresql_where=sa.text(where), sqlite_where=sa.text(where)
+            )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("writeback_jobs", schema=None) as batch_op:
-        batch_op.drop_index("ix_writeback_jobs_tenant_in_flight")
+        for name in (
+            "ix_writeback_jobs_held",
+            "ix_writeback_jobs_sent",
+            "ix_writeback_jobs_leases",
+        ):
+            batch_op.drop_index(name)
+        batch_op.create_index(
+            "ix_writeback_jobs_due",
+            ["due_at"],
+            postgresql_where=sa.text(IN_FLIGHT),
+            sqlite_where=sa.text(IN_FLIGHT),
+        )
         batch_op.drop_index("uq_writeback_jobs_session_kind_closes")
         batch_op.add_column(sa.Column("delivery_id", sa.String(200), nullable=True))
         batch_op.drop_column("version")
