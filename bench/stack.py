@@ -54,7 +54,6 @@ class Stack:
             logs / "data",
             WRITEBACK_WORKER_CONCURRENCY=str(concurrency),
             WRITEBACK_PSA_TIMEOUT="10",
-            WRITEBACK_POST_SETTLE="20",  # at least the PSA timeout (checked at start)
             # measure the pipeline, not the tenant's budget or admission slots
             WRITEBACK_PSA_RATE="1000000",
             WRITEBACK_TENANT_SLOTS="100000",

@@ -185,7 +185,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(str(exc)) from None
     settings = _settings(raw)
     try:
-        settings.retry.check(psa_timeout=raw.psa_timeout, sweep_interval=raw.sweep_interval)
+        settings.retry.check(sweep_interval=raw.sweep_interval)
     except ConfigurationRefused as exc:
         raise ConfigError(str(exc)) from None
     return settings

@@ -61,7 +61,8 @@ def test_concurrent_posts_for_one_session_make_exactly_one_job(
         for thread in threads:
             thread.join()
         accepted = [a for a in answers if "code" not in a]
-        refused = [a for a in answers if a.get("code") == "job_in_flight"]
+        # in flight, or already done when the first job was quick: either way it is named
+        refused = [a for a in answers if a.get("code") in ("job_in_flight", "already_resolved")]
         assert len(accepted) == 1 and len(refused) == len(apis) - 1, answers
         assert {a["job_id"] for a in refused} == {accepted[0]["job_id"]}
 

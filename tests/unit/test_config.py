@@ -36,7 +36,6 @@ def test_environment_overrides(tmp_path: Path) -> None:
     [
         ({"WRITEBACK_SWEEP_INTERVAL": "40"}, "WRITEBACK_SWEEP_INTERVAL"),
         ({"WRITEBACK_STEP_LEASE": "2"}, "WRITEBACK_STEP_LEASE"),
-        ({"WRITEBACK_POST_SETTLE": "5", "WRITEBACK_PSA_TIMEOUT": "30"}, "WRITEBACK_POST_SETTLE"),
     ],
 )
 def test_timings_under_which_a_live_step_could_be_taken_over_are_refused(

@@ -46,8 +46,8 @@ class RetryPolicy:
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** max(attempt - 1, 0))
         return random.uniform(ceiling / 2, ceiling)
 
-    def check(self, *, psa_timeout: float, sweep_interval: float) -> None:
-        """Refuse timings under which a live step could be taken over, or a note posted twice."""
+    def check(self, *, sweep_interval: float) -> None:
+        """Refuse timings under which a live step could be taken over."""
         if self.max_attempts < 1 or self.verify_attempts < 1 or self.tenant_slots < 1:
             raise ConfigurationRefused("retry attempt counts and tenant slots must be at least 1")
         if self.heartbeat < 1:
@@ -55,9 +55,4 @@ class RetryPolicy:
         if sweep_interval >= self.step_lease:
             raise ConfigurationRefused(
                 "WRITEBACK_SWEEP_INTERVAL must be shorter than WRITEBACK_STEP_LEASE"
-            )
-        if self.post_settle < psa_timeout:
-            # A note POST may still be in flight for up to the PSA timeout.
-            raise ConfigurationRefused(
-                "WRITEBACK_POST_SETTLE must be at least WRITEBACK_PSA_TIMEOUT"
             )
