@@ -98,7 +98,7 @@ class HttpClient:
 
     def pinned(self, vet: Vet) -> HttpClient:
         """A client (with its own sessions) whose every connection goes through `vet`."""
-        return HttpClient(self.timeout, self._user_agent, vet)
+        return HttpClient(self.timeout, self._user_agent, vet, self._observer)
 
     def gated(self, gate: Callable[[], None]) -> HttpClient:
         """The same client (and connection pools), calling `gate` before every request: how a
