@@ -17,6 +17,7 @@ from writeback.adapters.crypto import FernetSealer, load_or_create_key_file
 from writeback.adapters.db.engine import create_engine, session_factory
 from writeback.adapters.db.orm import start_mappers
 from writeback.adapters.db.repositories import SqlAlchemyUnitOfWork
+from writeback.adapters.job_feed import LocalJobFeed, RedisJobFeed
 from writeback.adapters.llm.anthropic_drafter import AnthropicDrafter
 from writeback.adapters.llm.offline import OfflineDrafter
 from writeback.adapters.metrics import WorkerMetrics
@@ -35,7 +36,7 @@ from writeback.config import Settings, load_settings
 from writeback.domain.drafting import Drafting, DraftPolicy
 from writeback.domain.model import utcnow
 from writeback.domain.pipeline import WritebackPipeline
-from writeback.domain.ports import Drafter, UnitOfWorkFactory
+from writeback.domain.ports import Drafter, JobFeed, UnitOfWorkFactory
 from writeback.domain.redaction import Redactor
 from writeback.domain.status_targets import StatusCatalog
 
@@ -55,6 +56,7 @@ class Container:
     drafting: Drafting
     metrics: WorkerMetrics
     statuses: StatusCatalog
+    feed: JobFeed
 
     def close(self) -> None:
         self.engine.dispose()
@@ -69,6 +71,7 @@ class Container:
             policy=self.settings.retry,
             clock=utcnow,
             sleep=time.sleep,
+            feed=self.feed,
         )
 
 
@@ -109,7 +112,20 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         ),
         metrics=WorkerMetrics(),
         statuses=StatusCatalog(utcnow),
+        feed=_feed(settings),
     )
+
+
+def _feed(settings: Settings) -> JobFeed:
+    """Through Redis when the broker is Redis (every API process sees the worker's
+    versions); in-process otherwise."""
+    if _is_redis(settings.broker_url):
+        return RedisJobFeed(redis.Redis.from_url(settings.broker_url, socket_timeout=5))
+    return LocalJobFeed()
+
+
+def _is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
 
 
 def _budget(settings: Settings) -> RequestBudget:
@@ -119,7 +135,7 @@ def _budget(settings: Settings) -> RequestBudget:
         for name, rate in DEFAULT_RATES.items()
     }
     bucket: Bucket = LocalBucket()
-    if settings.broker_url.startswith(("redis://", "rediss://")):
+    if _is_redis(settings.broker_url):
         bucket = RedisBucket(redis.Redis.from_url(settings.broker_url))
     return RequestBudget(bucket, rates)
 

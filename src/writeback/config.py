@@ -87,6 +87,12 @@ class Settings:
     worker_concurrency: int
     sweep_interval: float
     retry: RetryPolicy
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
+    # An event stream ends after this long (the client reconnects with Last-Event-ID), and
+    # reads the database at least this often in case a wake-up was missed.
+    sse_lifetime: float = 120.0
+    sse_poll_interval: float = 2.0
 
     @property
     def uses_filesystem_broker(self) -> bool:
@@ -148,6 +154,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_concurrency=_int(env, "WRITEBACK_WORKER_CONCURRENCY", 16),
         sweep_interval=_float(env, "WRITEBACK_SWEEP_INTERVAL", 30.0),
         retry=retry,
+        cors_origins=tuple(
+            o.strip() for o in env.get("WRITEBACK_CORS_ORIGINS", "").split(",") if o.strip()
+        ),
+        sse_lifetime=_float(env, "WRITEBACK_SSE_LIFETIME", 120.0),
+        sse_poll_interval=_float(env, "WRITEBACK_SSE_POLL_INTERVAL", 2.0),
     )
     _check(settings)
     return settings

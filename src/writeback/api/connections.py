@@ -3,23 +3,21 @@ from __future__ import annotations
 from flask import Blueprint
 
 from writeback.api.context import authenticate_request, body, container, principal
-from writeback.api.schemas import (
-    ConnectionIn,
-    StatusMapIn,
-    board_out,
-    board_status_out,
-    connection_out,
-    status_map_out,
-)
+from writeback.api.openapi import documented
+from writeback.api.responses import Boards, BoardStatuses, Connection, ConnectionCheck, StatusMap
+from writeback.api.schemas import MAX_ID, ConnectionIn, StatusMapIn
 from writeback.domain import services
 from writeback.domain.errors import NotFound
 from writeback.domain.model import JobKind, utcnow
 
 bp = Blueprint("psa_connections", __name__, url_prefix="/api/v1/psa-connections")
 bp.before_request(authenticate_request)
+CONNECTION = f"/<int(min=1, max={MAX_ID}):connection_id>"
+TAGS = ("psa-connections",)
 
 
 @bp.post("")
+@documented({201: Connection}, (502,), json=ConnectionIn, tags=TAGS)
 def create() -> tuple[dict[str, object], int]:
     data, c = body(ConnectionIn), container()
     connection = services.create_connection(
@@ -34,55 +32,62 @@ def create() -> tuple[dict[str, object], int]:
         check_url=c.registry.configure_url,
         clock=utcnow,
     )
-    return connection_out(connection), 201
+    return Connection.of(connection).body(), 201
 
 
-@bp.get("/<int:connection_id>")
+@bp.get(CONNECTION)
+@documented({200: Connection}, (404,), tags=TAGS)
 def show(connection_id: int) -> dict[str, object]:
-    return connection_out(services.get_connection(principal(), connection_id, uow=container().uow))
+    found = services.get_connection(principal(), connection_id, uow=container().uow)
+    return Connection.of(found).body()
 
 
-@bp.get("/<int:connection_id>/status-map")
+@bp.get(f"{CONNECTION}/status-map")
+@documented({200: StatusMap}, (404,), tags=TAGS)
 def show_status_map(connection_id: int) -> dict[str, object]:
-    return status_map_out(services.get_status_map(principal(), connection_id, uow=container().uow))
+    found = services.get_status_map(principal(), connection_id, uow=container().uow)
+    return StatusMap.of(list(found)).body()
 
 
-@bp.put("/<int:connection_id>/status-map")
+@bp.put(f"{CONNECTION}/status-map")
+@documented({200: StatusMap}, (404,), json=StatusMapIn, tags=TAGS)
 def put_status_map(connection_id: int) -> dict[str, object]:
     """Target statuses per board, by id or by name; replaces the connection's whole map."""
     data = body(StatusMapIn)
     entries = [(JobKind(m.kind), m.board_id, m.status) for m in data.mappings]
-    return status_map_out(
-        services.put_status_map(principal(), connection_id, entries, uow=container().uow)
-    )
+    found = services.put_status_map(principal(), connection_id, entries, uow=container().uow)
+    return StatusMap.of(list(found)).body()
 
 
-@bp.get("/<int:connection_id>/boards")
+@bp.get(f"{CONNECTION}/boards")
+@documented({200: Boards}, (404, 502), tags=TAGS)
 def boards(connection_id: int) -> dict[str, object]:
     c = container()
     found = services.list_boards(principal(), connection_id, uow=c.uow, registry=c.registry)
-    return {"boards": [board_out(b) for b in found]}
+    return Boards.of(list(found)).body()
 
 
-@bp.get("/<int:connection_id>/boards/<board>/statuses")
+@bp.get(f"{CONNECTION}/boards/<board>/statuses")
+@documented({200: BoardStatuses}, (404, 502), tags=TAGS)
 def board_statuses(connection_id: int, board: str) -> dict[str, object]:
     """`board` is a board id, or `all` for PSAs whose statuses are not per board."""
-    if board != "all" and not board.isdigit():
-        raise NotFound(f"Board {board!r} not found.")
+    if board != "all" and not (board.isascii() and board.isdigit() and len(board) <= 10):
+        raise NotFound(f"Board {board[:40]!r} not found.")
     c = container()
     found = services.list_board_statuses(
         principal(),
         connection_id,
-        None if board == "all" else int(board),
+        None if board == "all" else min(int(board), MAX_ID + 1),
         uow=c.uow,
         registry=c.registry,
     )
-    return {"statuses": [board_status_out(s) for s in found]}
+    return BoardStatuses.of(list(found)).body()
 
 
-@bp.post("/<int:connection_id>/test")
+@bp.post(f"{CONNECTION}/test")
+@documented({200: ConnectionCheck}, (404,), tags=TAGS)
 def test_connection(connection_id: int) -> dict[str, object]:
     """Check the credentials against the PSA and say what failed: 200 either way."""
     c = container()
     check = services.check_connection(principal(), connection_id, uow=c.uow, registry=c.registry)
-    return {"ok": check.ok, "failed": check.failed, "message": check.message}
+    return ConnectionCheck(ok=check.ok, failed=check.failed, message=check.message).body()

@@ -3,7 +3,9 @@ from __future__ import annotations
 from flask import Blueprint
 
 from writeback.api.context import authenticate_request, body, container, principal
-from writeback.api.schemas import SessionIn, SessionPatch, WritebackIn, session_out
+from writeback.api.openapi import documented
+from writeback.api.responses import Accepted, Preview, Session
+from writeback.api.schemas import MAX_ID, SessionIn, SessionPatch, WritebackIn
 from writeback.domain import services
 from writeback.domain.model import JobKind, utcnow
 
@@ -12,9 +14,13 @@ bp.before_request(authenticate_request)
 
 # URL segment -> the kind of writeback it starts
 WRITEBACK_ROUTES = {"resolution-note": JobKind.RESOLVE, "escalation-package": JobKind.ESCALATE}
+SESSION = f"/<int(min=1, max={MAX_ID}):session_id>"
+DOCUMENT = '/<any("resolution-note", "escalation-package"):document>'
+TAGS = ("sessions",)
 
 
 @bp.post("")
+@documented({201: Session}, json=SessionIn, tags=TAGS)
 def create() -> tuple[dict[str, object], int]:
     data = body(SessionIn)
     session = services.create_session(
@@ -28,15 +34,19 @@ def create() -> tuple[dict[str, object], int]:
         uow=container().uow,
         clock=utcnow,
     )
-    return session_out(session), 201
+    return Session.of(session).body(), 201
 
 
-@bp.get("/<int:session_id>")
+@bp.get(SESSION)
+@documented({200: Session}, (404,), tags=TAGS)
 def show(session_id: int) -> dict[str, object]:
-    return session_out(services.get_session(principal(), session_id, uow=container().read_uow))
+    return Session.of(
+        services.get_session(principal(), session_id, uow=container().read_uow)
+    ).body()
 
 
-@bp.patch("/<int:session_id>")
+@bp.patch(SESSION)
+@documented({200: Session}, (404,), json=SessionPatch, tags=TAGS)
 def update(session_id: int) -> dict[str, object]:
     """Change the session as the chat goes on: a new state_version, and new drafts."""
     data = body(SessionPatch)
@@ -46,10 +56,11 @@ def update(session_id: int) -> dict[str, object]:
     session = services.update_session(
         principal(), session_id, changes, uow=container().uow, clock=utcnow
     )
-    return session_out(session)
+    return Session.of(session).body()
 
 
-@bp.post('/<int:session_id>/<any("resolution-note", "escalation-package"):document>/post')
+@bp.post(f"{SESSION}{DOCUMENT}/post")
+@documented({202: Accepted}, (404, 409), json=WritebackIn, tags=TAGS)
 def post_writeback(session_id: int, document: str) -> tuple[dict[str, object], int, dict[str, str]]:
     data, c = body(WritebackIn), container()
     job = services.request_writeback(
@@ -61,20 +72,22 @@ def post_writeback(session_id: int, document: str) -> tuple[dict[str, object], i
         queue=c.queue,
         clock=utcnow,
         enqueue_grace=c.settings.retry.enqueue_grace,
+        feed=c.feed,
     )
     status_url = f"/api/v1/jobs/{job.id}"
-    return {"job_id": job.id, "status_url": status_url}, 202, {"Location": status_url}
+    return Accepted(job_id=job.id, status_url=status_url).body(), 202, {"Location": status_url}
 
 
-@bp.post('/<int:session_id>/<any("resolution-note", "escalation-package"):document>/preview')
+@bp.post(f"{SESSION}{DOCUMENT}/preview")
+@documented({200: Preview}, (404, 409, 422, 502), tags=TAGS)
 def preview(session_id: int, document: str) -> dict[str, object]:
     kind = WRITEBACK_ROUTES[document]
     c = container()
     draft, cached = services.preview(principal(), session_id, kind, uow=c.uow, drafting=c.drafting)
-    return {
-        "kind": str(kind),
-        "markdown": draft.markdown,
-        "cached": cached,
-        "drafter": draft.drafter,
-        "usage": draft.usage,
-    }
+    return Preview(
+        kind=kind.value,
+        markdown=draft.markdown,
+        cached=cached,
+        drafter=draft.drafter,
+        usage=draft.usage,
+    ).body()

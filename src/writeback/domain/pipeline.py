@@ -45,6 +45,7 @@ from writeback.domain.model import (
 )
 from writeback.domain.ports import (
     Clock,
+    JobFeed,
     ProviderRegistry,
     PsaProvider,
     Sleep,
@@ -97,6 +98,7 @@ class WritebackPipeline:
         policy: RetryPolicy,
         clock: Clock,
         sleep: Sleep,
+        feed: JobFeed | None = None,
     ) -> None:
         self._uow = uow
         self._registry = registry
@@ -105,6 +107,7 @@ class WritebackPipeline:
         self._policy = policy
         self._clock = clock
         self._sleep = sleep
+        self._feed = feed
         self._handlers: dict[Step, Callable[[str], StepResult]] = {
             Step.DRAFT: self._draft,
             Step.POST_NOTE: self._post_note,
@@ -125,6 +128,7 @@ class WritebackPipeline:
                 return StepResult(Action.SKIPPED)
             self._event(tx, job_id, step, "step_started", delivery_id=delivery_id)
             tx.commit()
+            self._publish(self._job(tx, job_id))
         try:
             return self._handlers[step](job_id)
         except (PsaTransientError, LlmUnavailable) as exc:
@@ -275,6 +279,7 @@ class WritebackPipeline:
             job.updated_at = now
             self._event(tx, job_id, Step.FINALIZE, "succeeded", outcome=job.outcome)
             tx.commit()
+            self._publish(job)
         log.info("job %s succeeded: %s", job_id, job.outcome)
         return StepResult(Action.FINISHED)
 
@@ -289,6 +294,7 @@ class WritebackPipeline:
         job.updated_at, job.due_at = now, now + timedelta(seconds=self._policy.enqueue_grace)
         self._event(tx, job.id, done, "step_done", next_step=str(next_step))
         tx.commit()
+        self._publish(job)
         return StepResult(Action.ADVANCE)
 
     def _retry_later(
@@ -319,6 +325,7 @@ class WritebackPipeline:
                 parked=parked,
             )
             tx.commit()
+            self._publish(job)
         log.warning("job %s step %s: %s; retry in %.1f s", job_id, step, message, delay)
         if parked:
             return StepResult(Action.PARKED, countdown=delay, message=message)
@@ -332,6 +339,7 @@ class WritebackPipeline:
             job.finished_at, job.updated_at, job.due_at, job.delivery_id = now, now, None, None
             self._event(tx, job_id, step, "failed", code=code, message=message)
             tx.commit()
+            self._publish(job)
         log.error("job %s failed at %s: %s: %s", job_id, step, code, message)
         return StepResult(Action.FAILED, message=f"{code}: {message}")
 
@@ -355,6 +363,12 @@ class WritebackPipeline:
                 retry_in=round(wait, 3),
             )
             tx.commit()
+            self._publish(job)
+
+    def _publish(self, job: WritebackJob) -> None:
+        """After a committed transition: pollers and event streams learn of it now."""
+        if self._feed is not None:
+            self._feed.publish(job, ())
 
     def _event(self, tx: UnitOfWork, job_id: str, step: Step, event: str, **detail: Any) -> None:
         tx.jobs.add_event(

@@ -42,6 +42,7 @@ from writeback.domain.model import (
 from writeback.domain.ports import (
     Clock,
     CredentialSealer,
+    JobFeed,
     JobQueue,
     ProviderRegistry,
     PsaProvider,
@@ -338,6 +339,11 @@ def update_session(
         session = tx.sessions.get(session_id, principal.account_id)
         if session is None:
             raise NotFound(f"Session {session_id} not found.")
+        # Checked before the entity changes: a query would autoflush a dangling foreign key.
+        if changes.get("psa_connection_id") is not None:
+            connection = tx.connections.get(changes["psa_connection_id"], principal.account_id)
+            if connection is None or not connection.is_active:
+                raise InvalidInput("psa_connection_id", "No active PSA connection with that id.")
         for name, value in changes.items():
             setattr(session, name, value)
         if (session.psa_connection_id is None) != (session.psa_ticket_id is None):
@@ -345,10 +351,6 @@ def update_session(
                 "psa_ticket_id",
                 "psa_connection_id and psa_ticket_id are set together or not at all",
             )
-        if "psa_connection_id" in changes and session.psa_connection_id is not None:
-            connection = tx.connections.get(session.psa_connection_id, principal.account_id)
-            if connection is None or not connection.is_active:
-                raise InvalidInput("psa_connection_id", "No active PSA connection with that id.")
         session.state_version += 1
         session.updated_at = clock()
         tx.commit()
@@ -376,6 +378,7 @@ def request_writeback(
     queue: JobQueue,
     clock: Clock,
     enqueue_grace: float,
+    feed: JobFeed | None = None,
 ) -> WritebackJob:
     """Create the job row, commit, then enqueue. One in-flight job per session is enforced by a
     partial unique index; the loser of a race gets JobInFlight with the winner's id."""
@@ -401,12 +404,19 @@ def request_writeback(
         tx.jobs.add(job)  # the partial unique index refuses a second in-flight job: JobInFlight
         tx.jobs.add_event(JobEvent(job_id=job.id, at=now, step=Step.DRAFT, event="created"))
         tx.commit()
+        _publish(feed, job)
     try:
         queue.enqueue(job.id, Step.DRAFT)
     except Exception:
         # The row is committed and due: the sweeper enqueues it once the broker is back.
         log.exception("enqueue of job %s failed; left for the sweeper", job.id)
     return job
+
+
+def _publish(feed: JobFeed | None, job: WritebackJob) -> None:
+    """After a committed transition: pollers and event streams learn of it now."""
+    if feed is not None:
+        feed.publish(job, ())
 
 
 def get_job(principal: Principal, job_id: str, *, uow: UnitOfWorkFactory) -> WritebackJob:
@@ -456,6 +466,7 @@ def retry_job(
     queue: JobQueue,
     clock: Clock,
     enqueue_grace: float,
+    feed: JobFeed | None = None,
 ) -> WritebackJob:
     """Re-run a failed job from where it stopped. A posted note is never posted again: the job
     keeps its note id and its marker."""
@@ -485,6 +496,7 @@ def retry_job(
         tx.commit()
         job = tx.jobs.get(job_id)
         assert job is not None
+        _publish(feed, job)
     try:
         queue.enqueue(job_id, step)
     except Exception:

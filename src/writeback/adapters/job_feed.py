@@ -1,0 +1,129 @@
+"""JobFeed adapters: Redis for deployments (versions shared by every API process, pub/sub
+wake-ups for event streams), in-process for the embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+
+import redis
+
+from writeback.domain.job_versions import JobVersion, version_of
+from writeback.domain.model import JobEvent, WritebackJob
+
+log = logging.getLogger(__name__)
+
+# An in-flight version expires soon, so one that missed a later publish (a transition made
+# elsewhere, Redis briefly away) cannot answer 304 for long; a final one rarely changes.
+IN_FLIGHT_TTL = 60
+FINAL_TTL = 24 * 3600
+
+
+def _key(job_id: str) -> str:
+    return f"writeback:job:{job_id}:version"
+
+
+def _channel(job_id: str) -> str:
+    return f"writeback:job:{job_id}:events"
+
+
+class RedisJobFeed:
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def publish(self, job: WritebackJob, events: Sequence[JobEvent]) -> None:
+        version = version_of(job)
+        value = json.dumps([version.account_id, version.etag, version.poll_after_ms])
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(_key(job.id), value, ex=FINAL_TTL if version.final else IN_FLIGHT_TTL)
+            pipe.publish(_channel(job.id), json.dumps([str(e.event) for e in events]))
+            pipe.execute()
+        except redis.RedisError as exc:  # the transition is committed; followers fall back
+            log.warning("job feed: publish of job %s failed: %s", job.id, type(exc).__name__)
+
+    def version(self, job_id: str) -> JobVersion | None:
+        try:
+            raw = self._redis.get(_key(job_id))
+        except redis.RedisError as exc:  # a cache: the database answers instead
+            log.warning("job feed: version of job %s unreadable: %s", job_id, type(exc).__name__)
+            return None
+        if raw is None:
+            return None
+        account_id, etag, poll_after = json.loads(raw)
+        return JobVersion(int(account_id), str(etag), poll_after)
+
+    def subscribe(self, job_id: str) -> RedisSubscription:
+        return RedisSubscription(self._redis, _channel(job_id))
+
+
+class RedisSubscription:
+    def __init__(self, client: redis.Redis, channel: str) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            self._pubsub.subscribe(channel)
+        except redis.RedisError as exc:  # the stream still works, by polling the store
+            log.warning("job feed: subscribe failed: %s", type(exc).__name__)
+            self._pubsub = None
+
+    def wait(self, timeout: float) -> bool:
+        if self._pubsub is None:
+            threading.Event().wait(timeout)
+            return False
+        try:
+            return self._pubsub.get_message(timeout=timeout) is not None
+        except redis.RedisError:
+            self.close()
+            return False
+
+    def close(self) -> None:
+        if self._pubsub is not None:
+            pubsub, self._pubsub = self._pubsub, None
+            try:
+                pubsub.close()
+            except redis.RedisError:
+                pass
+
+
+class LocalJobFeed:
+    """Wakes followers in this process only. It keeps no versions: on the embedded defaults
+    the worker is another process, and a version this process cannot see change would answer
+    304 for a changed job."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._generation: dict[str, int] = {}
+
+    def publish(self, job: WritebackJob, events: Sequence[JobEvent]) -> None:
+        with self._changed:
+            if version_of(job).final:  # nothing follows a final job: keep the map bounded
+                self._generation.pop(job.id, None)
+            else:
+                self._generation[job.id] = self._generation.get(job.id, 0) + 1
+            self._changed.notify_all()
+
+    def version(self, job_id: str) -> JobVersion | None:
+        return None
+
+    def subscribe(self, job_id: str) -> LocalSubscription:
+        return LocalSubscription(self, job_id)
+
+
+class LocalSubscription:
+    def __init__(self, feed: LocalJobFeed, job_id: str) -> None:
+        self._feed, self._job_id = feed, job_id
+        self._seen = feed._generation.get(job_id, 0)
+
+    def wait(self, timeout: float) -> bool:
+        feed = self._feed
+        with feed._changed:
+            woke = feed._changed.wait_for(
+                lambda: feed._generation.get(self._job_id, 0) != self._seen, timeout
+            )
+            self._seen = feed._generation.get(self._job_id, 0)
+        return woke
+
+    def close(self) -> None:
+        """Nothing held."""
