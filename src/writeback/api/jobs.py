@@ -11,6 +11,7 @@ from writeback.api.openapi import documented
 from writeback.api.responses import Accepted, Events, Job, JobPage
 from writeback.api.schemas import JobListQuery, encode_cursor
 from writeback.domain import services
+from writeback.domain.errors import NotFound
 from writeback.domain.job_versions import JobVersion, version_of
 from writeback.domain.model import IN_FLIGHT_STATES, JobEvent, JobFilter, utcnow
 
@@ -43,22 +44,31 @@ def index() -> dict[str, object]:
     ).body()
 
 
-@bp.get("/<uuid:job_id>")
+@bp.get("/<job_id>")
 @documented({200: Job, 304: None}, (404,), tags=TAGS)
-def show(job_id: UUID) -> Response:
+def show(job_id: str) -> Response:
     """The job. Send its ETag in If-None-Match: an unchanged job answers 304 from the version
     the worker published, without a database read."""
-    asked, me = request.if_none_match, principal()
+    asked, me, job_id = request.if_none_match, principal(), _job_ref(job_id)
     if asked:
-        known = container().feed.version(str(job_id))
+        known = container().feed.version(job_id)
         # The account travels with the version: another account's job stays 404.
         if known is not None and known.account_id == me.account_id and _matches(known):
             return _polled(Response(status=304), known)
-    job = services.get_job(me, str(job_id), uow=container().read_uow)
+    job = services.get_job(me, job_id, uow=container().read_uow)
     version = version_of(job)
     if _matches(version):
         return _polled(Response(status=304), version)
     return _polled(jsonify(Job.of(job).body()), version)
+
+
+def _job_ref(text: str) -> str:
+    """Job ids are UUIDs: anything else is a job that does not exist (after the token check,
+    like every other missing object)."""
+    try:
+        return str(UUID(text))
+    except ValueError:
+        raise NotFound(f"Job {text[:40]!r} not found.") from None
 
 
 def _matches(version: JobVersion) -> bool:
@@ -72,11 +82,11 @@ def _polled(response: Response, version: JobVersion) -> Response:
     return response
 
 
-@bp.get("/<uuid:job_id>/events")
+@bp.get("/<job_id>/events")
 @documented({200: Events}, (404,), tags=TAGS)
-def events(job_id: UUID) -> Response | dict[str, object]:
+def events(job_id: str) -> Response | dict[str, object]:
     """The audit trail of every step attempt; with Accept: text/event-stream, a live stream."""
-    me, c, job_ref = principal(), container(), str(job_id)
+    me, c, job_ref = principal(), container(), _job_ref(job_id)
     if request.accept_mimetypes.best_match(["application/json", streams.EVENT_STREAM]) != (
         streams.EVENT_STREAM
     ):
@@ -102,13 +112,13 @@ def events(job_id: UUID) -> Response | dict[str, object]:
     )
 
 
-@bp.post("/<uuid:job_id>/retry")
+@bp.post("/<job_id>/retry")
 @documented({202: Accepted}, (404, 409), tags=TAGS)
-def retry(job_id: UUID) -> tuple[dict[str, object], int]:
+def retry(job_id: str) -> tuple[dict[str, object], int]:
     """Re-run a failed job from the step where it stopped (a posted note is never re-posted)."""
     c = container()
     job = services.retry_job(
-        str(job_id),
+        _job_ref(job_id),
         account_id=principal().account_id,
         uow=c.uow,
         queue=c.queue,
