@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from flask import current_app, g, request
 from pydantic import BaseModel
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
 
 from writeback.api.schemas import refuse_unstorable
 from writeback.bootstrap import Container
@@ -72,7 +72,9 @@ def body(model: type[M]) -> M:
         raise UnsupportedMediaType("Send the request body as application/json.")
     try:
         request.get_data(cache=True)
-    except OSError:  # gunicorn's invalid chunk size / missing terminator
+    except HTTPException:  # 413 over WRITEBACK_MAX_BODY_BYTES
+        raise
+    except Exception:  # the WSGI server's own parse errors (gunicorn's InvalidChunkSize, ...)
         raise BadRequest("The request body could not be read.") from None
     try:
         data = request.get_json(silent=True)

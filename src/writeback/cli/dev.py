@@ -52,8 +52,10 @@ def dev(port: int, sim_port: int) -> None:
             "gunicorn",
             "--bind",
             f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
             "--threads",
-            "4",
+            "16",
             "writeback.wsgi:app",
         ],
     }
