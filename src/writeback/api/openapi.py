@@ -28,6 +28,7 @@ spec = SpecTree(
     mode="strict",
     annotations=False,
     naming_strategy=lambda model: model.__name__,
+    nested_naming_strategy=lambda _parent, child: child,
     security_schemes=[
         SecurityScheme(
             name="bearer",
