@@ -46,7 +46,7 @@ class JobStateCollector(Collector):
             .group_by(writeback_jobs.c.state)
         )
         with self._engine.connect() as conn:
-            counts = dict(conn.execute(query).tuples().all())
+            counts = {state: count for state, count in conn.execute(query).all()}
         gauge = GaugeMetricFamily("writeback_jobs", "Jobs by state.", labels=["state"])
         for state in COUNTED_STATES:
             gauge.add_metric([state], counts.get(state, 0))

@@ -111,7 +111,48 @@ def document() -> dict[str, Any]:
         "event (data: an Event), `id:` the event id; ends at a final state, or after the "
         "connection's lifetime (reconnect with Last-Event-ID).",
     }
+    _link(doc)
     return doc
+
+
+SESSION_PATH = "/api/v1/ai-sessions/{session_id}"
+WRITEBACK_PATH = SESSION_PATH + "/{document}/post"
+JOB_PATH = "/api/v1/jobs/{job_id}"
+# How a client walks from one answer to the next: create a session, post, follow the job.
+LINKS = {
+    ("/api/v1/ai-sessions", "post", "201"): {
+        "GetSession": (SESSION_PATH, "get", {"session_id": "$response.body#/id"}),
+        "PostResolution": (
+            WRITEBACK_PATH,
+            "post",
+            {"session_id": "$response.body#/id", "document": "resolution-note"},
+        ),
+        "PostEscalation": (
+            WRITEBACK_PATH,
+            "post",
+            {"session_id": "$response.body#/id", "document": "escalation-package"},
+        ),
+    },
+    (WRITEBACK_PATH, "post", "202"): {
+        "GetJob": (JOB_PATH, "get", {"job_id": "$response.body#/job_id"}),
+        "GetJobEvents": (JOB_PATH + "/events", "get", {"job_id": "$response.body#/job_id"}),
+    },
+    (JOB_PATH, "get", "200"): {
+        "GetEvents": (JOB_PATH + "/events", "get", {"job_id": "$response.body#/id"}),
+    },
+}
+
+
+def _link(doc: dict[str, Any]) -> None:
+    paths = doc["paths"]
+    for (path, method, status), links in LINKS.items():
+        paths[path][method]["responses"][status]["links"] = {
+            name: {
+                "operationId": paths[target][target_method]["operationId"],
+                "parameters": parameters,
+            }
+            for name, (target, target_method, parameters) in links.items()
+        }
 
 
 POLL_HEADERS = {

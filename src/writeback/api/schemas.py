@@ -9,7 +9,14 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from writeback.domain.durations import parse_duration
 from writeback.domain.model import (
@@ -127,9 +134,14 @@ class JobListQuery(Strict):
         default_factory=list
     )
     kind: list[Literal["resolve", "escalate"]] = Field(default_factory=list)
-    older_than: timedelta | None = Field(default=None, le=MAX_AGE)
+    older_than: Annotated[
+        timedelta | None,
+        WithJsonSchema({"type": "string", "pattern": r"^\d+[smhd]?$", "examples": ["30m"]}),
+    ] = Field(default=None, le=MAX_AGE)
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: JobCursor | None = None
+    cursor: Annotated[
+        JobCursor | None, WithJsonSchema({"type": "string", "description": "next_cursor"})
+    ] = None
 
     @field_validator("state", "kind", mode="before")
     @classmethod
