@@ -17,6 +17,7 @@ FULL = {
     "lookups": 2000,
     "stuck": 200,
     "memory": (100, 10_000),
+    "sse_jobs": 30,
 }
 SMOKE = {
     "jobs": 10,
@@ -26,13 +27,14 @@ SMOKE = {
     "lookups": 50,
     "stuck": 10,
     "memory": (5, 20),
+    "sse_jobs": 2,
 }
 
 
 def main(argv: list[str] | None = None) -> list[figures.Figure]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves it runs")
-    parser.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6])
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else FULL
     results: list[figures.Figure] = []
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> list[figures.Figure]:
                 3: lambda: figures.api_under_load(stack, size["seconds"], logs),
                 4: lambda: figures.scaling(stack, size["sizes"], size["lookups"], size["stuck"]),
                 5: lambda: figures.worker_memory(stack, *size["memory"]),
+                6: lambda: figures.sse_latency(stack, size["sse_jobs"]),
             }
             for number in args.only:
                 found = steps[number]()

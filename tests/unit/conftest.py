@@ -17,6 +17,7 @@ from writeback.domain.model import (
     Step,
 )
 from writeback.domain.pipeline import Action, StepResult, WritebackPipeline
+from writeback.domain.ports import JobFeed
 from writeback.domain.redaction import Redactor
 from writeback.domain.retry import RetryPolicy
 from writeback.domain.status_targets import StatusCatalog
@@ -47,6 +48,7 @@ class World:
     sleeps: list[float] = field(default_factory=list)
     drafter: CountingDrafter = field(default_factory=lambda: CountingDrafter())
     statuses: StatusCatalog = field(default_factory=lambda: StatusCatalog(FakeClock()))
+    feed: JobFeed | None = None
 
     @property
     def drafting(self) -> Drafting:
@@ -64,6 +66,7 @@ class World:
             policy=self.policy,
             clock=self.clock,
             sleep=self.sleeps.append,
+            feed=self.feed,
         )
 
     def configure_statuses(self, resolved: int | None = 42, escalated: int | None = 43) -> None:
@@ -103,6 +106,7 @@ class World:
             queue=self.queue,
             clock=self.clock,
             enqueue_grace=self.policy.enqueue_grace,
+            feed=self.feed,
         )
         return job.id
 

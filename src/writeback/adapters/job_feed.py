@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 import redis
@@ -72,11 +73,15 @@ class RedisSubscription:
         if self._pubsub is None:
             threading.Event().wait(timeout)
             return False
+        deadline = time.monotonic() + timeout
         try:
-            return self._pubsub.get_message(timeout=timeout) is not None
+            # None also comes back at once for the (ignored) subscribe confirmation.
+            while (remaining := deadline - time.monotonic()) > 0:
+                if self._pubsub.get_message(timeout=remaining) is not None:
+                    return True
         except redis.RedisError:
             self.close()
-            return False
+        return False
 
     def close(self) -> None:
         if self._pubsub is not None:
