@@ -59,10 +59,17 @@ def test_postgres_down_answers_503_on_every_route_then_recovers(servers, deploym
         f"/api/v1/ai-sessions/{session['id']}/resolution-note/post", json={}, headers=auth
     ).get_json()
     fresh = services.create_token(issued.account_id, uow=container.uow, clock=utcnow)
+    etag = client.get(job["status_url"], headers=auth).headers["ETag"]
     pg.stop()
     try:
+        # A poll of an in-flight job is answered from the version in Redis: no database read.
+        assert (
+            client.get(job["status_url"], headers={**auth, "If-None-Match": etag}).status_code
+            == 304
+        )
+        assert client.get(job["status_url"], headers=auth).get_json()["state"] == "queued"
         for method, path, body in (
-            ("GET", f"/api/v1/jobs/{job['job_id']}", None),
+            ("GET", f"/api/v1/jobs/{uuid.uuid4()}", None),
             ("GET", f"/api/v1/jobs/{job['job_id']}/events", None),
             ("GET", "/api/v1/jobs?state=failed", None),
             ("POST", f"/api/v1/ai-sessions/{session['id']}/escalation-package/post", {}),

@@ -3,6 +3,7 @@ transition, the feeds that carry them, and the event stream that follows them.""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -12,6 +13,7 @@ import fakeredis
 
 from tests.unit.conftest import World
 from writeback.adapters.job_feed import LocalJobFeed, RedisJobFeed
+from writeback.adapters.job_view import Job
 from writeback.api import streams
 from writeback.domain.job_versions import job_etag, poll_after_ms, version_of
 from writeback.domain.model import JobEvent, JobState, WritebackJob
@@ -90,9 +92,15 @@ def test_redis_feed_keeps_versions_with_their_account_and_wakes_subscribers() ->
     subscription = feed.subscribe(job.id)
     assert feed.version(job.id) is None
     feed.publish(job, ())
-    assert feed.version(job.id) == version_of(job)
+    known = feed.version(job.id)
+    assert known is not None and replace(known, body=None) == version_of(job)
+    # The body kept beside the version is the API's own answer for the job.
+    assert known.body is not None and json.loads(known.body) == Job.of(job).body()
     assert subscription.wait(1.0)
     subscription.close()
+    # A final job is not kept: if it is re-posted later, nothing here says "failed".
+    feed.publish(replace(job, state="failed"), ())
+    assert feed.version(job.id) is None
     server.connected = False  # Redis away: publishing never raises, versions are unknown
     feed.publish(job, ())
     assert feed.version(job.id) is None

@@ -11,15 +11,17 @@ from collections.abc import Sequence
 
 import redis
 
+from writeback.adapters.job_view import Job
 from writeback.domain.job_versions import JobVersion, version_of
 from writeback.domain.model import JobEvent, WritebackJob
 
 log = logging.getLogger(__name__)
 
-# An in-flight version expires soon, so one that missed a later publish (a transition made
-# elsewhere, Redis briefly away) cannot answer 304 for long; a final one rarely changes.
+# Only in-flight jobs are kept, the ones frontends poll, and not for long: a transition made
+# where nothing publishes (a sweep, a bulk re-post) or while Redis was away is then shown late
+# by at most this, never as a wrong final state. A final job is read from the database: one that
+# is re-posted later must not keep answering "failed" from here.
 IN_FLIGHT_TTL = 60
-FINAL_TTL = 24 * 3600
 
 
 def _key(job_id: str) -> str:
@@ -36,10 +38,15 @@ class RedisJobFeed:
 
     def publish(self, job: WritebackJob, events: Sequence[JobEvent]) -> None:
         version = version_of(job)
-        value = json.dumps([version.account_id, version.etag, version.poll_after_ms])
+        # Four lines: account, ETag, poll hint, the body (JSON escapes its own newlines).
+        body = json.dumps(Job.of(job).body(), separators=(",", ":"))
+        value = f"{version.account_id}\n{version.etag}\n{version.poll_after_ms or ''}\n{body}"
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.set(_key(job.id), value, ex=FINAL_TTL if version.final else IN_FLIGHT_TTL)
+            if version.final:
+                pipe.delete(_key(job.id))
+            else:
+                pipe.set(_key(job.id), value, ex=IN_FLIGHT_TTL)
             pipe.publish(_channel(job.id), json.dumps([str(e.event) for e in events]))
             pipe.execute()
         except redis.RedisError as exc:  # the transition is committed; followers fall back
@@ -53,8 +60,8 @@ class RedisJobFeed:
             return None
         if raw is None:
             return None
-        account_id, etag, poll_after = json.loads(raw)
-        return JobVersion(int(account_id), str(etag), poll_after)
+        account_id, etag, poll_after, body = raw.decode().split("\n", 3)
+        return JobVersion(int(account_id), etag, int(poll_after) if poll_after else None, body)
 
     def subscribe(self, job_id: str) -> RedisSubscription:
         return RedisSubscription(self._redis, _channel(job_id))

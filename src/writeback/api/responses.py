@@ -1,14 +1,15 @@
 """Response models: what each route answers, validated as built and documented from the same
-classes in the OpenAPI document."""
+classes in the OpenAPI document. The job's own model is in adapters/job_view.py: the job feed
+keeps it in Redis, so a poll is answered without the database."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from writeback.domain.job_versions import poll_after_ms
+from writeback.adapters.job_view import Job, Out
 from writeback.domain.model import (
     AccountSettings,
     AiSession,
@@ -17,15 +18,7 @@ from writeback.domain.model import (
     JobEvent,
     PsaConnection,
     StatusMapping,
-    WritebackJob,
 )
-
-
-class Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    def body(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 class Connection(Out):
@@ -151,44 +144,6 @@ class Preview(Out):
 class Accepted(Out):
     job_id: str
     status_url: str
-
-
-class JobError(Out):
-    code: str
-    message: str
-
-
-JobStateName = Literal["queued", "running", "retrying", "succeeded", "failed"]
-
-
-class Job(Out):
-    id: str
-    kind: Literal["resolve", "escalate"]
-    session_id: int
-    state: JobStateName
-    step: str
-    attempts: int
-    outcome: str | None
-    external_id: str | None
-    verified_status_id: int | None
-    verified_status_name: str | None
-    status_transition_skipped_reason: str | None
-    error: JobError | None
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-    poll_after_ms: int | None = Field(
-        description="In-flight jobs: poll again after this long (also in Retry-After)."
-    )
-
-    @classmethod
-    def of(cls, j: WritebackJob) -> Job:
-        return cls.model_validate(
-            {
-                **{name: getattr(j, name) for name in cls.model_fields if name != "poll_after_ms"},
-                "poll_after_ms": poll_after_ms(j),
-            }
-        )
 
 
 class JobPage(Out):

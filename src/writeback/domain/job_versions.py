@@ -20,6 +20,8 @@ class JobVersion:
     account_id: int
     etag: str  # quoted, as sent in the ETag header
     poll_after_ms: int | None  # None once the job is final
+    # The job as the API shows it (JSON), when the feed keeps it: a poll then needs no read.
+    body: str | None = None
 
     @property
     def final(self) -> bool:

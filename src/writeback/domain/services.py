@@ -413,6 +413,13 @@ def request_writeback(
     return job
 
 
+def _reread(uow: UnitOfWorkFactory, job_id: str) -> WritebackJob:
+    with uow() as tx:
+        job = tx.jobs.get(job_id)
+        assert job is not None
+        return job
+
+
 def _publish(feed: JobFeed | None, job: WritebackJob) -> None:
     """After a committed transition: pollers and event streams learn of it now."""
     if feed is not None:
@@ -496,7 +503,8 @@ def retry_job(
         tx.commit()
         job = tx.jobs.get(job_id)
         assert job is not None
-        _publish(feed, job)
+    if feed is not None:  # the row as requeue_failed's UPDATE left it, not the object we hold
+        feed.publish(_reread(uow, job_id), ())
     try:
         queue.enqueue(job_id, step)
     except Exception:
