@@ -19,6 +19,7 @@ from celery import Celery, chain
 from tests.support import REDIS_URL, Process, compose_command, free_port, wait_until
 
 from bench.stack import Stack, timed
+from writeback.cli.dev import sse_events
 from writeback.domain import services
 from writeback.domain.model import JobFilter
 from writeback.domain.repost import stream_jobs
@@ -287,17 +288,15 @@ def _stream_latencies(api_url: str, token: str, job_id: str) -> list[float]:
     """For each event committed after the stream opened: arrival time minus the event's own
     timestamp (taken just before its commit, so this slightly over-counts)."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
-    found: list[float] = []
-    with requests.get(
+    response = requests.get(
         f"{api_url}/api/v1/jobs/{job_id}/events", headers=headers, stream=True, timeout=60
-    ) as response:
-        opened = time.time()
-        for line in response.iter_lines(decode_unicode=True):
-            if line.startswith("data: {") and '"at"' in line:
-                arrived = time.time()
-                at = datetime.fromisoformat(json.loads(line[6:])["at"]).timestamp()
-                if at > opened:
-                    found.append(arrived - at)
+    )
+    opened, found = time.time(), []
+    for event in sse_events(response):
+        arrived = time.time()
+        at = datetime.fromisoformat(event["at"]).timestamp()
+        if at > opened:
+            found.append(arrived - at)
     return found
 
 

@@ -166,7 +166,7 @@ def _follow(call: Any, stream: Any, path: str, timeout: float = 60.0) -> None:
     stream ends at a final state or its lifetime; a reconnect resumes with Last-Event-ID."""
     last_id, deadline = None, time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for event in _events(stream(path, last_id)):
+        for event in sse_events(stream(path, last_id)):
             last_id = event["id"]
             detail = ", ".join(f"{k}={v}" for k, v in event["detail"].items())
             click.echo(f"  {event['at'][11:23]}  {event['step']:<18} {event['event']:<20} {detail}")
@@ -178,12 +178,16 @@ def _follow(call: Any, stream: Any, path: str, timeout: float = 60.0) -> None:
     raise click.ClickException("the job did not finish in time: is the worker running?")
 
 
-def _events(response: requests.Response) -> Iterator[dict[str, Any]]:
-    """The `job_event` data of a Server-Sent Events response, as they arrive."""
+def sse_events(response: requests.Response) -> Iterator[dict[str, Any]]:
+    """The `job_event` data of a Server-Sent Events response, each as soon as its bytes arrive
+    (iter_lines would wait for a full buffer)."""
     with response:
-        kind = ""
-        for line in response.iter_lines(decode_unicode=True):
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: ") and kind == "job_event":
-                yield json.loads(line[6:])
+        kind, pending = "", ""
+        for chunk in iter(lambda: response.raw.read1(65536), b""):
+            pending += chunk.decode()
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "job_event":
+                    yield json.loads(line[6:])
