@@ -6,7 +6,7 @@ loopback port, in a temporary directory, never the machine's shared instances.
         pg.stop()                              # clients now get connection refused
         pg.start()                             # same port, same data
 
-    with PrivateRedis(tmp_path / "redis") as r:
+    with PrivateRedis() as r:
         r.url                                  # redis://127.0.0.1:PORT/0
         r.restart()
 
@@ -24,6 +24,7 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import redis
 import sqlalchemy as sa
@@ -31,31 +32,21 @@ import sqlalchemy as sa
 from tests.support import free_port
 from writeback.adapters.db import migrate
 
+S = TypeVar("S", bound="_Server")
+
 
 def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-class PrivatePostgres:
-    def __init__(self, directory: Path | None = None) -> None:
-        # Under root the server runs as `postgres`, which cannot enter pytest's private
-        # temporary directories: its own directory lives directly under the system's.
-        self.directory = directory or Path(tempfile.mkdtemp(prefix="wb-pg-"))
-        self.data = self.directory / "data"
-        self.port = free_port()
-        self.admin_url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+class _Server:
+    """Started on entering, stopped (and its files removed) on leaving."""
 
-    def __enter__(self) -> PrivatePostgres:
+    directory: Path
+
+    def __enter__(self: S) -> S:
         self.directory.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.directory, "postgres")
-        subprocess.run(
-            _as_postgres(
-                ["initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
-            ),
-            check=True,
-            capture_output=True,
-        )
+        self.prepare()
         self.start()
         return self
 
@@ -67,6 +58,40 @@ class PrivatePostgres:
     ) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def prepare(self) -> None:
+        """Once, before the first start."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class PrivatePostgres(_Server):
+    def __init__(self, directory: Path | None = None) -> None:
+        # Under root the server runs as `postgres`, which cannot enter pytest's private
+        # temporary directories: its own directory lives directly under the system's.
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="wb-pg-"))
+        self.data = self.directory / "data"
+        self.port = free_port()
+        self.admin_url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def prepare(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres")
+        subprocess.run(
+            _as_postgres(
+                ["initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+            ),
+            check=True,
+            capture_output=True,
+        )
 
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory}"
@@ -109,25 +134,12 @@ class PrivatePostgres:
         return url
 
 
-class PrivateRedis:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+class PrivateRedis(_Server):
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="wb-redis-"))
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> PrivateRedis:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         self._process = subprocess.Popen(
@@ -164,7 +176,3 @@ class PrivateRedis:
             self._process.terminate()
             self._process.wait(timeout=10)
         self._process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()

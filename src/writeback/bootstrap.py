@@ -75,15 +75,25 @@ class Container:
         )
 
 
-def build(settings: Settings | None = None, *, celery_app: Celery | None = None) -> Container:
+def build(
+    settings: Settings | None = None,
+    *,
+    celery_app: Celery | None = None,
+    db_connections: int | None = None,
+) -> Container:
+    """`db_connections`: a hard cap per engine (the API: its threads then queue for a
+    connection instead of opening more than PostgreSQL allows)."""
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     start_mappers()
-    engine = create_engine(settings.database_url, pool_size=max(5, settings.worker_concurrency))
+    capped = {"pool_size": db_connections, "max_overflow": 0} if db_connections else {}
+    engine = create_engine(
+        settings.database_url, **(capped or {"pool_size": max(5, settings.worker_concurrency)})
+    )
     read_engine = (
         engine
         if settings.database_url.startswith("sqlite")
-        else create_engine(settings.database_url, read_only=True)
+        else create_engine(settings.database_url, read_only=True, **capped)
     )
     keys = settings.secret_keys or (load_or_create_key_file(settings.secret_key_file),)
     sealer = FernetSealer(keys)
