@@ -176,6 +176,7 @@ class WritebackPipeline:
                 # attempt knows to look for it instead of posting again.
                 job.post_started_at = self._clock()
             tx.commit()
+            self._publish(job)  # the skipped reason may have changed
             marker, text = job.note_marker, note_text(job)
             note_type = NOTE_TYPE_BY_KIND[JobKind(job.kind)]
         note = provider.find_note(ticket_id, marker) if resuming else None
