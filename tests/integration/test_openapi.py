@@ -44,8 +44,11 @@ def test_the_document_covers_every_route_with_errors_and_auth(
     job = document["paths"]["/api/v1/jobs/{job_id}"]["get"]["responses"]
     assert {"200", "304", "401", "404", "503"} <= job.keys()
     assert "application/problem+json" in job["404"]["content"]
-    examples = document["components"]["schemas"]["WritebackIn"]["examples"]
-    assert {} in examples and any("markdown" in e for e in examples)
+    post = document["paths"]["/api/v1/ai-sessions/{session_id}/{document}/post"]["post"]
+    examples = post["requestBody"]["content"]["application/json"]["examples"]
+    assert {"resolve_with_the_draft", "resolve_with_markdown", "escalate_with_markdown"} <= set(
+        examples
+    )
     status = document["components"]["schemas"]["BoardStatusOut"]["properties"]
     assert status["closedStatus"]["deprecated"] is True and "closed_status" in status
 

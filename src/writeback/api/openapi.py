@@ -119,8 +119,30 @@ def document() -> dict[str, Any]:
         "event (data: an Event), `id:` the event id; ends at a final state, or after the "
         "connection's lifetime (reconnect with Last-Event-ID).",
     }
+    post = doc["paths"][WRITEBACK_PATH]["post"]
+    post["requestBody"]["content"]["application/json"]["examples"] = WRITEBACK_EXAMPLES
     _link(doc)
     return doc
+
+
+WRITEBACK_EXAMPLES = {
+    "resolve_with_the_draft": {
+        "summary": "document=resolution-note: post the draft the preview showed",
+        "value": {},
+    },
+    "resolve_with_markdown": {
+        "summary": "document=resolution-note: post the technician's text",
+        "value": {"markdown": "## Resolution\nCleared the stuck print spooler; printing works."},
+    },
+    "escalate_with_markdown": {
+        "summary": "document=escalation-package: hand off with the five headings",
+        "value": {
+            "markdown": "## Problem\nVPN drops every 10 minutes\n## What we've confirmed\n..."
+            "\n## What we've tried\n...\n## Current hypothesis\n...\n"
+            "## Suggested next steps\n..."
+        },
+    },
+}
 
 
 SESSION_PATH = "/api/v1/ai-sessions/{session_id}"

@@ -101,15 +101,6 @@ class SessionPatch(Strict):
 class WritebackIn(Strict):
     """`{}` posts the (cached) draft the preview showed; `markdown` posts the technician's text."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {},
-                {"markdown": "## Resolution\nReplaced the failed PSU; the server is back up."},
-                {"markdown": "## Problem\nVPN drops every 10 min\n## Suggested next steps\n..."},
-            ]
-        }
-    )
     markdown: str | None = Field(default=None, min_length=1, max_length=MAX_MARKDOWN)
 
 
