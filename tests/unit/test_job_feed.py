@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import fakeredis
 
+from tests.support import wait_until
 from tests.unit.conftest import World
 from writeback.adapters.job_feed import LocalJobFeed, RedisJobFeed
 from writeback.adapters.job_view import Job
@@ -104,6 +105,24 @@ def test_redis_feed_keeps_versions_with_their_account_and_wakes_subscribers() ->
     server.connected = False  # Redis away: publishing never raises, versions are unknown
     feed.publish(job, ())
     assert feed.version(job.id) is None
+
+
+def test_versions_read_once_are_served_locally_until_the_job_changes() -> None:
+    server = fakeredis.FakeServer()
+    feed = RedisJobFeed(fakeredis.FakeRedis(server=server))
+    other = RedisJobFeed(fakeredis.FakeRedis(server=server))  # another process: the worker
+    job = _job(state="queued")
+    other.publish(job, ())
+    assert feed.version(job.id) is not None  # starts this process's invalidation listener
+    wait_until(lambda: feed._near._live)
+    assert feed.version(job.id) == other.version(job.id)
+    server.connected = False  # nothing reaches Redis: the version comes from this process
+    assert feed.version(job.id) is not None
+    server.connected = True
+    running = replace(job, state="running", attempts=1)
+    other.publish(running, ())
+    # The job's channel drops the local copy: the next read sees the new version.
+    wait_until(lambda: (v := feed.version(job.id)) is not None and v.etag == job_etag(running))
 
 
 def test_local_feed_wakes_subscribers_and_keeps_no_versions() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import redis
 
 from writeback.adapters.job_view import Job
+from writeback.adapters.near_cache import NearCache
 from writeback.domain.job_versions import JobVersion, version_of
 from writeback.domain.model import JobEvent, WritebackJob
 
@@ -35,6 +36,7 @@ def _channel(job_id: str) -> str:
 class RedisJobFeed:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
+        self._near = NearCache(client)
 
     def publish(self, job: WritebackJob, events: Sequence[JobEvent]) -> None:
         version = version_of(job)
@@ -49,10 +51,14 @@ class RedisJobFeed:
                 pipe.set(_key(job.id), value, ex=IN_FLIGHT_TTL)
             pipe.publish(_channel(job.id), json.dumps([str(e.event) for e in events]))
             pipe.execute()
+            self._near.drop(job.id)  # this process sees its own change at once
         except redis.RedisError as exc:  # the transition is committed; followers fall back
             log.warning("job feed: publish of job %s failed: %s", job.id, type(exc).__name__)
 
     def version(self, job_id: str) -> JobVersion | None:
+        return self._near.get(job_id, lambda: self._read_version(job_id))
+
+    def _read_version(self, job_id: str) -> JobVersion | None:
         try:
             raw = self._redis.get(_key(job_id))
         except redis.RedisError as exc:  # a cache: the database answers instead
