@@ -18,6 +18,7 @@ FULL = {
     "stuck": 200,
     "memory": (100, 10_000),
     "latency_samples": 30,
+    "sse_jobs": 30,
 }
 SMOKE = {
     "jobs": 10,
@@ -28,13 +29,14 @@ SMOKE = {
     "stuck": 10,
     "memory": (5, 20),
     "latency_samples": 3,
+    "sse_jobs": 2,
 }
 
 
 def main(argv: list[str] | None = None) -> list[figures.Figure]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves it runs")
-    parser.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6])
+    parser.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6, 7])
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else FULL
     results: list[figures.Figure] = []
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> list[figures.Figure]:
                 3: lambda: figures.api_under_load(stack, size["seconds"], logs),
                 4: lambda: figures.scaling(stack, size["sizes"], size["lookups"], size["stuck"]),
                 5: lambda: figures.worker_memory(stack, *size["memory"]),
-                6: lambda: figures.job_latency(stack, size["latency_samples"]),
+                6: lambda: figures.sse_latency(stack, size["sse_jobs"]),
+                7: lambda: figures.job_latency(stack, size["latency_samples"]),
             }
             for number in args.only:
                 found = steps[number]()

@@ -44,6 +44,7 @@ from writeback.domain.model import (
     WritebackJob,
     closed_conflict,
 )
+from writeback.domain.ports import JobFeed
 
 _ids = itertools.count(1)
 
@@ -147,6 +148,7 @@ class FakeJobs:
 
     def __init__(self, store: Store) -> None:
         self.s = store
+        self.changed: list[WritebackJob] = []  # published by the unit of work on commit
 
     def _check_indexes(self, job: WritebackJob) -> None:
         others = [
@@ -166,6 +168,7 @@ class FakeJobs:
         self._check_indexes(job)
         job.loaded_version = job.version
         self.s.jobs[job.id] = copy.deepcopy(job)
+        self.changed.append(copy.deepcopy(job))
 
     def get(self, job_id: str, account_id: int | None = None) -> WritebackJob | None:
         return copy.deepcopy(_owned(self.s.jobs.get(job_id), account_id))
@@ -177,6 +180,7 @@ class FakeJobs:
         self._check_indexes(job)
         job.loaded_version = job.version
         self.s.jobs[job.id] = copy.deepcopy(job)
+        self.changed.append(copy.deepcopy(job))
         return True
 
     def heartbeat(self, job_id: str, message_id: str, lease_until: datetime) -> bool:
@@ -281,8 +285,9 @@ class FakeUnitOfWork:
     """Stages every write on a copy of the store: commit publishes it, anything else (an
     exception, a return without commit) drops it, as a database transaction would."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, feed: JobFeed | None = None) -> None:
         self.store = store
+        self.feed = feed
         self.committed = False
 
     def __enter__(self) -> FakeUnitOfWork:
@@ -303,6 +308,10 @@ class FakeUnitOfWork:
         self.store.commits = commits
         self._staged.commits = commits
         self.committed = True
+        changed = {job.id: job for job in self.jobs.changed}
+        self.jobs.changed.clear()
+        for job in changed.values() if self.feed is not None else ():
+            self.feed.publish(job, ())  # type: ignore[union-attr]
 
     def rollback(self) -> None:
         self.__enter__()

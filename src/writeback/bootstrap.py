@@ -17,6 +17,7 @@ from writeback.adapters.crypto import FernetSealer, load_or_create_key_file
 from writeback.adapters.db.engine import create_engine, session_factory
 from writeback.adapters.db.orm import start_mappers
 from writeback.adapters.db.repositories import SqlAlchemyUnitOfWork
+from writeback.adapters.job_feed import LocalJobFeed, RedisJobFeed
 from writeback.adapters.llm.anthropic_drafter import AnthropicDrafter
 from writeback.adapters.llm.offline import OfflineDrafter
 from writeback.adapters.metrics import WorkerMetrics
@@ -39,7 +40,7 @@ from writeback.domain.jobs import JobService
 from writeback.domain.lease import LeaseKeeper
 from writeback.domain.model import utcnow
 from writeback.domain.pipeline import WritebackPipeline
-from writeback.domain.ports import Drafter, UnitOfWorkFactory
+from writeback.domain.ports import Drafter, JobFeed, UnitOfWorkFactory
 from writeback.domain.redaction import Redactor
 from writeback.domain.scheduler import Scheduler
 from writeback.domain.sessions import SessionService
@@ -68,21 +69,36 @@ class Container:
     connections: ConnectionService
     sessions: SessionService
     jobs: JobService
+    feed: JobFeed
 
     def close(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
 
 
-def build(settings: Settings | None = None, *, celery_app: Celery | None = None) -> Container:
+def build(
+    settings: Settings | None = None,
+    *,
+    celery_app: Celery | None = None,
+    db_connections: int | None = None,
+) -> Container:
+    """`db_connections`: a hard cap per engine (the API: its threads then queue for a
+    connection instead of opening more than PostgreSQL allows)."""
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     start_mappers()
-    engine = create_engine(settings.database_url, pool_size=max(5, settings.worker_concurrency))
+    pool = db_connections or max(5, settings.worker_concurrency)
+    overflow = 0 if db_connections else 10  # capped: threads queue for a connection
+    engine = create_engine(settings.database_url, pool_size=pool, max_overflow=overflow)
     read_engine = (
         engine
         if settings.database_url.startswith("sqlite")
-        else create_engine(settings.database_url, read_only=True)
+        else create_engine(
+            settings.database_url,
+            read_only=True,
+            pool_size=db_connections or 5,
+            max_overflow=overflow,
+        )
     )
     rates = _rates(settings)
     keys = settings.secret_keys or (load_or_create_key_file(settings.secret_key_file),)
@@ -96,7 +112,10 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         host_policy=settings.psa_host_policy,
     )
     celery = celery_app or create_celery_app(settings)
-    uow = partial(SqlAlchemyUnitOfWork, session_factory(engine))
+    feed = _feed(settings)
+    # Every committed job transition is published to pollers and event streams by the unit of
+    # work itself, so no path that moves a job can forget to.
+    uow = partial(SqlAlchemyUnitOfWork, session_factory(engine), feed)
     read_uow = partial(SqlAlchemyUnitOfWork, session_factory(read_engine))
     queue = CeleryJobQueue(celery, _broker_epoch(settings))
     policy = settings.retry
@@ -144,12 +163,25 @@ def build(settings: Settings | None = None, *, celery_app: Celery | None = None)
         jobs=JobService(
             uow=uow, reads=read_uow, queue=queue, drafting=drafting, policy=policy, clock=utcnow
         ),
+        feed=feed,
     )
+
+
+def _feed(settings: Settings) -> JobFeed:
+    """Through Redis when the broker is Redis (every API process sees the worker's
+    versions); in-process otherwise."""
+    if _is_redis(settings.broker_url):
+        return RedisJobFeed(redis.Redis.from_url(settings.broker_url, socket_timeout=5))
+    return LocalJobFeed()
+
+
+def _is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
 
 
 def _broker_epoch(settings: Settings) -> BrokerEpoch | None:
     """Only a Redis broker loses its messages when it restarts (it keeps nothing on disk)."""
-    if settings.broker_url.startswith(("redis://", "rediss://")):
+    if _is_redis(settings.broker_url):
         return BrokerEpoch(redis.Redis.from_url(settings.broker_url))
     return None
 
@@ -163,7 +195,7 @@ def _rates(settings: Settings) -> dict[str, Rate]:
 
 def _bucket(settings: Settings) -> Bucket:
     """Shared by all workers through Redis when the broker is Redis; per process otherwise."""
-    if settings.broker_url.startswith(("redis://", "rediss://")):
+    if _is_redis(settings.broker_url):
         return RedisBucket(redis.Redis.from_url(settings.broker_url))
     return LocalBucket()
 

@@ -89,6 +89,9 @@ class Environment(BaseModel):
     )
     worker_concurrency: PositiveInt = Field(16, alias="WRITEBACK_WORKER_CONCURRENCY")
     sweep_interval: PositiveFloat = Field(1.0, alias="WRITEBACK_SWEEP_INTERVAL")
+    cors_origins: CommaList = Field((), alias="WRITEBACK_CORS_ORIGINS")
+    sse_lifetime: PositiveFloat = Field(120.0, alias="WRITEBACK_SSE_LIFETIME")
+    sse_poll_interval: PositiveFloat = Field(2.0, alias="WRITEBACK_SSE_POLL_INTERVAL")
     # The retry policy
     max_attempts: PositiveInt = Field(_DEFAULT.max_attempts, alias="WRITEBACK_RETRY_MAX_ATTEMPTS")
     backoff_base: PositiveFloat = Field(_DEFAULT.backoff_base, alias="WRITEBACK_RETRY_BACKOFF")
@@ -166,6 +169,12 @@ class Settings:
     worker_concurrency: int
     sweep_interval: float
     retry: RetryPolicy
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: tuple[str, ...]
+    # An event stream ends after this long (the client reconnects with Last-Event-ID), and
+    # reads the database at least this often in case a wake-up was missed.
+    sse_lifetime: float
+    sse_poll_interval: float
 
     @property
     def uses_filesystem_broker(self) -> bool:
@@ -247,4 +256,7 @@ def _settings(raw: Environment) -> Settings:
         worker_concurrency=raw.worker_concurrency,
         sweep_interval=raw.sweep_interval,
         retry=retry,
+        cors_origins=raw.cors_origins,
+        sse_lifetime=raw.sse_lifetime,
+        sse_poll_interval=raw.sse_poll_interval,
     )

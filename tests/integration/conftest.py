@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 from flask.testing import FlaskClient
 
 from tests.support import (
@@ -18,9 +19,12 @@ from tests.support import (
     Process,
     Simulator,
     celery_worker,
+    compose_command,
     create_database,
     deployment_env,
     drop_database,
+    free_port,
+    wait_until,
 )
 from writeback import bootstrap
 from writeback.api import create_app
@@ -123,3 +127,46 @@ def other_api(container: bootstrap.Container, flask_client: FlaskClient) -> Api:
 @pytest.fixture
 def log_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+def http_sender(base_url: str, token: str) -> Any:
+    def send(method: str, path: str, body: Any) -> tuple[int, Any]:
+        response = requests.request(
+            method, base_url + path, json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        return response.status_code, response.json() if response.content else None
+
+    return send
+
+
+@pytest.fixture(scope="session")
+def gunicorn_url(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The API as docker-compose.yml runs it (gunicorn, its worker class), on a free port."""
+    port = free_port()
+    process = Process(
+        "gunicorn",
+        compose_command("api", {"0.0.0.0:8000": f"127.0.0.1:{port}"}),
+        service_env,
+        tmp_path_factory.mktemp("gunicorn"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(url), timeout=30)
+    yield url
+    process.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture
+def gunicorn_api(
+    container: bootstrap.Container, gunicorn_url: str, worker: Process
+) -> tuple[str, Api]:
+    issued = container.accounts.create_account(f"it-{uuid.uuid4().hex[:6]}")
+    return gunicorn_url, Api(http_sender(gunicorn_url, issued.token), issued.token)

@@ -29,6 +29,7 @@ from writeback.domain.model import (
     WritebackJob,
 )
 from writeback.domain.pipeline import Action, StepResult, WritebackPipeline
+from writeback.domain.ports import JobFeed
 from writeback.domain.redaction import Redactor
 from writeback.domain.retry import RetryPolicy
 from writeback.domain.scheduler import Scheduler
@@ -62,13 +63,14 @@ class World:
     drafter: CountingDrafter = field(default_factory=lambda: CountingDrafter())
     statuses: StatusCatalog = field(default_factory=lambda: StatusCatalog(FakeClock()))
     _delivered: int = 0
+    feed: JobFeed | None = None
 
     @property
     def drafting(self) -> Drafting:
         return Drafting(drafter=self.drafter, redactor=Redactor(), policy=DraftPolicy())
 
     def uow(self) -> FakeUnitOfWork:
-        return FakeUnitOfWork(self.store)
+        return FakeUnitOfWork(self.store, self.feed)
 
     def pipeline(self) -> WritebackPipeline:
         return WritebackPipeline(

@@ -113,7 +113,7 @@ class JobStateCollector(Collector):
             .group_by(c.state, c.error_code)
         )
         with self._engine.connect() as conn:
-            rows = conn.execute(query).tuples().all()
+            rows = [tuple(row) for row in conn.execute(query)]
         by_state = GaugeMetricFamily("writeback_jobs", "Jobs by state.", labels=["state"])
         by_code = GaugeMetricFamily(
             "writeback_jobs_by_error_code",

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_cors import CORS
 
 from writeback import bootstrap
 from writeback.adapters.metrics import api_metrics
-from writeback.api import account_settings, connections, errors, health, jobs, sessions
+from writeback.api import (
+    account_settings,
+    connections,
+    errors,
+    health,
+    jobs,
+    openapi,
+    sessions,
+)
 from writeback.api.context import TokenCache
+
+# What a browser frontend may send and read across origins.
+CORS_HEADERS = {
+    "allow_headers": ["Authorization", "Content-Type", "If-None-Match", "Last-Event-ID"],
+    "expose_headers": ["ETag", "Retry-After", "Location"],
+    "methods": ["GET", "POST", "PUT", "PATCH"],
+    "max_age": 600,
+}
 
 
 def create_app(container: bootstrap.Container | None = None) -> Flask:
@@ -19,6 +36,19 @@ def create_app(container: bootstrap.Container | None = None) -> Flask:
     app.extensions["writeback.metrics"] = api_metrics(container.engine)
     app.extensions["writeback.tokens"] = TokenCache()
     errors.register(app)
-    for blueprint in (health.bp, connections.bp, account_settings.bp, sessions.bp, jobs.bp):
+    for blueprint in (
+        health.bp,
+        connections.bp,
+        account_settings.bp,
+        sessions.bp,
+        jobs.bp,
+        openapi.bp,
+    ):
         app.register_blueprint(blueprint)
+    if container.settings.cors_origins:  # none by default: same-origin only
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": list(container.settings.cors_origins)}},
+            **CORS_HEADERS,  # type: ignore[arg-type]
+        )
     return app

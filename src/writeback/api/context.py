@@ -9,8 +9,9 @@ from typing import TypeVar
 from cachetools import TTLCache
 from flask import current_app, g, request
 from pydantic import BaseModel
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
 
+from writeback.api.schemas import refuse_unstorable
 from writeback.bootstrap import Container
 from writeback.domain.accounts import Principal, hash_token
 from writeback.domain.errors import Unauthorized
@@ -47,7 +48,9 @@ class TokenCache:
 
 
 def authenticate_request() -> None:
-    """before_request of every /api/v1 blueprint."""
+    """before_request of every /api/v1 blueprint. CORS preflights carry no token."""
+    if request.method == "OPTIONS":
+        return
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send Authorization: Bearer <token>.")
@@ -56,13 +59,33 @@ def authenticate_request() -> None:
 
 
 def body(model: type[M]) -> M:
-    """The JSON body validated against `model`: 415 if not JSON, 400 if malformed, 422 if
-    invalid (naming the fields)."""
+    """The JSON body validated against `model`: 415 if not JSON, 400 if malformed (a broken
+    chunked stream, nesting too deep), 422 if invalid or unstorable (naming the fields)."""
     if not request.is_json:
         raise UnsupportedMediaType("Send the request body as application/json.")
-    data = request.get_json(silent=True)
+    try:
+        request.get_data(cache=True)
+    except HTTPException:  # 413 over WRITEBACK_MAX_BODY_BYTES
+        raise
+    except Exception:  # the WSGI server's own parse errors (gunicorn's InvalidChunkSize, ...)
+        raise BadRequest("The request body could not be read.") from None
+    try:
+        data = request.get_json(silent=True)
+        unstorable = refuse_unstorable(data)
+    except RecursionError:
+        raise BadRequest("The request body is nested too deeply.") from None
     if data is None:
         raise BadRequest("The request body is not valid JSON.")
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
+    if unstorable:
+        raise UnstorableInput(unstorable)
     return model.model_validate(data)
+
+
+class UnstorableInput(Exception):
+    """422 naming each field the database could not store as sent."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Flask, Response, jsonify
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from writeback.api.context import UnstorableInput
 from writeback.domain.errors import (
     Conflict,
     DomainError,
@@ -23,6 +26,7 @@ from writeback.domain.errors import (
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+OUTAGE_RETRY_AFTER = 5  # seconds: a restarting PostgreSQL or Redis is usually back by then
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response:
@@ -56,6 +60,39 @@ def _validation_error(exc: ValidationError) -> Response:
         f"Invalid value for: {fields}.",
         errors=errors,
     )
+
+
+def _unstorable(exc: UnstorableInput) -> Response:
+    fields = ", ".join(e["field"] for e in exc.errors)
+    return problem(
+        422,
+        "validation_error",
+        "Unprocessable Content",
+        f"Invalid value for: {fields}.",
+        errors=exc.errors,
+    )
+
+
+def _outage(exc: Exception) -> Response:
+    """Our own database or Redis is unreachable: the caller may retry, nothing was half-done
+    (a transaction that did not commit left nothing behind)."""
+    log.warning("dependency unreachable: %s", type(exc).__name__)
+    response = problem(
+        503,
+        "service_unavailable",
+        "Service Unavailable",
+        "A dependency of the service is unreachable; retry shortly.",
+    )
+    response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER)
+    return response
+
+
+def _is_outage(exc: Exception) -> bool:
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | sa_exc.TimeoutError):
+        return True  # sa TimeoutError: the pool could not hand out a connection in time
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError)
+    return False
 
 
 def _domain_error(exc: DomainError) -> Response:
@@ -101,12 +138,15 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def _unexpected(exc: Exception) -> Response:
+    if _is_outage(exc):
+        return _outage(exc)
     log.exception("unhandled error")
     return problem(500, "internal_error", "Internal Server Error", "An unexpected error occurred.")
 
 
 def register(app: Flask) -> None:
     app.register_error_handler(ValidationError, _validation_error)
+    app.register_error_handler(UnstorableInput, _unstorable)
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

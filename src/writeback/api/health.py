@@ -10,19 +10,32 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from writeback.api.context import container
 from writeback.api.errors import problem
+from writeback.api.openapi import documented
+from writeback.api.responses import Out
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
 
 
+class Health(Out):
+    status: str
+
+
+class Ready(Out):
+    status: str
+    checks: dict[str, str]
+
+
 @bp.get("/healthz")
+@documented({200: Health}, public=True, tags=("operations",))
 def healthz() -> dict[str, str]:
     """The process is up and serving."""
     return {"status": "ok"}
 
 
 @bp.get("/readyz")
+@documented({200: Ready}, (503,), public=True, tags=("operations",))
 def readyz() -> Response | dict[str, object]:
     """The database and the broker answer: safe to route traffic here."""
     checks = {"database": _database(), "broker": _broker()}
@@ -34,6 +47,7 @@ def readyz() -> Response | dict[str, object]:
 
 
 @bp.get("/metrics")
+@documented({200: None}, public=True, tags=("operations",))
 def metrics() -> Response:
     """Job counts by state, for Prometheus. Aggregates only: no ids, no tenant data."""
     return Response(current_app.extensions["writeback.metrics"](), mimetype=CONTENT_TYPE_LATEST)

@@ -1,18 +1,28 @@
 from __future__ import annotations
 
-from flask import Blueprint, request
+from collections.abc import Sequence
+from uuid import UUID
 
+from flask import Blueprint, Response, jsonify, request
+
+from writeback.api import streams
 from writeback.api.context import authenticate_request, container, principal
-from writeback.api.schemas import JobListQuery, encode_cursor, event_out, job_out
-from writeback.domain.model import JobFilter, utcnow
+from writeback.api.openapi import documented
+from writeback.api.responses import Accepted, Events, Job, JobPage
+from writeback.api.schemas import JobListQuery, encode_cursor
+from writeback.domain.errors import NotFound
+from writeback.domain.job_versions import JobVersion, version_of
+from writeback.domain.model import IN_FLIGHT_STATES, JobEvent, JobFilter, utcnow
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs")
 bp.before_request(authenticate_request)
+TAGS = ("jobs",)
 
 
 @bp.get("")
+@documented({200: JobPage}, query=JobListQuery, tags=TAGS)
 def index() -> dict[str, object]:
-    """`?state=failed&kind=escalate&older_than=30m&limit=50&cursor=...`, newest first."""
+    """The account's jobs, newest first: `?state=failed&kind=escalate&older_than=30m&limit=50`."""
     query = JobListQuery.model_validate(
         {
             key: request.args.getlist(key) if key in ("state", "kind") else value
@@ -25,25 +35,84 @@ def index() -> dict[str, object]:
         created_before=utcnow() - query.older_than if query.older_than else None,
     )
     page, next_cursor = container().jobs.list(principal(), where, query.cursor, query.limit)
-    return {
-        "items": [job_out(job) for job in page],
-        "next_cursor": encode_cursor(next_cursor) if next_cursor else None,
-    }
+    return JobPage(
+        items=[Job.of(job) for job in page],
+        next_cursor=encode_cursor(next_cursor) if next_cursor else None,
+    ).body()
 
 
 @bp.get("/<job_id>")
-def show(job_id: str) -> dict[str, object]:
-    return job_out(container().jobs.get(principal(), job_id))
+@documented({200: Job, 304: None}, (404,), tags=TAGS)
+def show(job_id: str) -> Response:
+    """The job. Send its ETag in If-None-Match: an unchanged job answers 304. Both answers come
+    from the version the worker published, without a database read, when there is one."""
+    me, job_id = principal(), _job_ref(job_id)
+    known = container().feed.version(job_id)
+    # The account travels with the version: another account's job stays 404.
+    if known is not None and known.account_id == me.account_id:
+        if _matches(known):
+            return _polled(Response(status=304), known)
+        if known.body is not None:
+            return _polled(Response(known.body, mimetype="application/json"), known)
+    job = container().jobs.get(me, job_id)
+    version = version_of(job)
+    if _matches(version):
+        return _polled(Response(status=304), version)
+    return _polled(jsonify(Job.of(job).body()), version)
+
+
+def _job_ref(text: str) -> str:
+    """Job ids are UUIDs: anything else is a job that does not exist (after the token check,
+    like every other missing object)."""
+    try:
+        return str(UUID(text))
+    except ValueError:
+        raise NotFound(f"Job {text[:40]!r} not found.") from None
+
+
+def _matches(version: JobVersion) -> bool:
+    return request.if_none_match.contains(version.etag.strip('"'))
+
+
+def _polled(response: Response, version: JobVersion) -> Response:
+    response.set_etag(version.etag.strip('"'))
+    if version.poll_after_ms is not None:
+        response.headers["Retry-After"] = str(max(1, round(version.poll_after_ms / 1000)))
+    return response
 
 
 @bp.get("/<job_id>/events")
-def events(job_id: str) -> dict[str, object]:
-    found = container().jobs.events(principal(), job_id)
-    return {"job_id": job_id, "events": [event_out(e) for e in found]}
+@documented({200: Events}, (404,), tags=TAGS)
+def events(job_id: str) -> Response | dict[str, object]:
+    """The audit trail of every step attempt; with Accept: text/event-stream, a live stream."""
+    me, c, job_ref = principal(), container(), _job_ref(job_id)
+    if request.accept_mimetypes.best_match(["application/json", streams.EVENT_STREAM]) != (
+        streams.EVENT_STREAM
+    ):
+        return Events.of(job_ref, c.jobs.events(me, job_ref)).body()
+    c.jobs.get(me, job_ref)  # 404 before the stream starts
+
+    def read_after(last_id: int) -> tuple[Sequence[JobEvent], bool]:
+        job = c.jobs.get(me, job_ref)
+        return c.jobs.events(me, job_ref, last_id), job.state not in IN_FLIGHT_STATES
+
+    stream = streams.job_events(
+        read_after,
+        c.feed.subscribe(job_ref),
+        last_id=streams.last_event_id(request.headers.get("Last-Event-ID")),
+        lifetime=c.settings.sse_lifetime,
+        poll_interval=c.settings.sse_poll_interval,
+    )
+    return Response(
+        stream,
+        mimetype=streams.EVENT_STREAM,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @bp.post("/<job_id>/retry")
+@documented({202: Accepted}, (404, 409), tags=TAGS)
 def retry(job_id: str) -> tuple[dict[str, object], int]:
-    """Re-run a failed job from the step where it stopped."""
-    job = container().jobs.retry(job_id, principal().account_id)
-    return {"job_id": job.id, "status_url": f"/api/v1/jobs/{job.id}"}, 202
+    """Re-run a failed job from the step where it stopped (a posted note is never re-posted)."""
+    job = container().jobs.retry(_job_ref(job_id), principal().account_id)
+    return Accepted(job_id=job.id, status_url=f"/api/v1/jobs/{job.id}").body(), 202

@@ -1,30 +1,32 @@
-"""Request schemas (pydantic: per-field 422 errors) and response shapes."""
+"""Request schemas (pydantic: per-field 422 errors). Responses are in api/responses.py."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+import math
+import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from writeback.domain.durations import parse_duration
 from writeback.domain.model import (
-    AccountSettings,
-    AiSession,
-    Board,
-    BoardStatus,
     JobCursor,
-    JobEvent,
-    PsaConnection,
-    StatusMapping,
-    WritebackJob,
 )
 
 Text200 = Field(min_length=1, max_length=200)
 MAX_MARKDOWN = 100_000
+MAX_ID = 2**31 - 1  # ids and PSA status/board ids live in 32-bit integer columns
+MAX_AGE = timedelta(days=3650)
 
 
 class Strict(BaseModel):
@@ -48,9 +50,11 @@ class ConnectionIn(Strict):
 
 
 class StatusMappingIn(Strict):
-    board_id: int | None = Field(default=None, gt=0)  # null: any other board
+    board_id: int | None = Field(default=None, gt=0, le=MAX_ID)  # null: any other board
     kind: Literal["resolve", "escalate"]
-    status: Annotated[int, Field(gt=0)] | Annotated[str, Field(min_length=1, max_length=200)]
+    status: (
+        Annotated[int, Field(gt=0, le=MAX_ID)] | Annotated[str, Field(min_length=1, max_length=200)]
+    )
 
 
 class StatusMapIn(Strict):
@@ -58,8 +62,8 @@ class StatusMapIn(Strict):
 
 
 class SettingsIn(Strict):
-    cw_resolved_status_id: int | None = Field(default=None, gt=0)
-    cw_escalated_status_id: int | None = Field(default=None, gt=0)
+    cw_resolved_status_id: int | None = Field(default=None, gt=0, le=MAX_ID)
+    cw_escalated_status_id: int | None = Field(default=None, gt=0, le=MAX_ID)
 
 
 def _ticket_as_text(value: Any) -> Any:
@@ -83,7 +87,7 @@ class SessionIn(BaseModel):
     intake_type: str = Field(default="free_text", min_length=1, max_length=40)
     intake_content: dict[str, Any] = Field(default_factory=dict)
     conversation_messages: list[Message] = Field(default_factory=list, max_length=2000)
-    psa_connection_id: int | None = Field(default=None, gt=0)
+    psa_connection_id: int | None = Field(default=None, gt=0, le=MAX_ID)
     psa_ticket_id: TicketId | None = None
 
 
@@ -92,11 +96,13 @@ class SessionPatch(Strict):
 
     intake_content: dict[str, Any] = Field(default_factory=dict)
     conversation_messages: list[Message] = Field(default_factory=list, max_length=2000)
-    psa_connection_id: int | None = Field(default=None, gt=0)
+    psa_connection_id: int | None = Field(default=None, gt=0, le=MAX_ID)
     psa_ticket_id: TicketId | None = None
 
 
 class WritebackIn(Strict):
+    """`{}` posts the (cached) draft the preview showed; `markdown` posts the technician's text."""
+
     markdown: str | None = Field(default=None, min_length=1, max_length=MAX_MARKDOWN)
 
 
@@ -108,8 +114,11 @@ def encode_cursor(cursor: JobCursor) -> str:
 def decode_cursor(text: str) -> JobCursor:
     try:
         created_at, job_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        return JobCursor(created_at=datetime.fromisoformat(created_at), id=str(job_id))
-    except (ValueError, TypeError):
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None:  # every cursor we issue carries its offset
+            raise ValueError("naive datetime")
+        return JobCursor(created_at=moment, id=str(uuid.UUID(job_id)))
+    except (ValueError, TypeError, AttributeError, RecursionError):
         raise ValueError("not a cursor this API returned") from None
 
 
@@ -118,9 +127,14 @@ class JobListQuery(Strict):
         default_factory=list
     )
     kind: list[Literal["resolve", "escalate"]] = Field(default_factory=list)
-    older_than: timedelta | None = None
+    older_than: Annotated[
+        timedelta | None,
+        WithJsonSchema({"type": "string", "pattern": r"^\d+[smhd]?$", "examples": ["30m"]}),
+    ] = Field(default=None, le=MAX_AGE)
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: JobCursor | None = None
+    cursor: Annotated[
+        JobCursor | None, WithJsonSchema({"type": "string", "description": "next_cursor"})
+    ] = None
 
     @field_validator("state", "kind", mode="before")
     @classmethod
@@ -132,7 +146,12 @@ class JobListQuery(Strict):
     @field_validator("older_than", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_duration(value)
+        except OverflowError:
+            raise ValueError("at most 3650d") from None
 
     @field_validator("cursor", mode="before")
     @classmethod
@@ -140,97 +159,32 @@ class JobListQuery(Strict):
         return decode_cursor(value) if isinstance(value, str) else value
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+def refuse_unstorable(data: Any, path: str = "") -> list[dict[str, str]]:
+    """Fields a database cannot store as sent: NUL characters and lone surrogates in strings
+    (keys included), and NaN/Infinity. Refused by name before any model sees them."""
+    found: list[dict[str, str]] = []
+    items: Any = ()
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    for key, value in items:
+        field = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and not _storable(key):
+            found.append({"field": field, "message": "NUL or lone surrogate in a key"})
+        found.extend(refuse_unstorable(value, field))
+    if isinstance(data, str) and not _storable(data):
+        found.append({"field": path or "body", "message": "NUL or lone surrogate in a string"})
+    if isinstance(data, float) and not math.isfinite(data):
+        found.append({"field": path or "body", "message": "NaN and Infinity are not JSON"})
+    return found
 
 
-def connection_out(c: PsaConnection) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "provider": c.provider,
-        "site_url": c.site_url,
-        "company_id": c.company_id,
-        "options": c.options,
-        "is_active": c.is_active,
-        "created_at": _iso(c.created_at),
-    }
-
-
-def status_map_out(mappings: Sequence[StatusMapping]) -> dict[str, Any]:
-    return {
-        "mappings": [
-            {
-                "board_id": m.board_id,
-                "kind": m.kind,
-                "status_id": m.status_id,
-                "status_name": m.status_name,
-            }
-            for m in mappings
-        ]
-    }
-
-
-def board_out(board: Board) -> dict[str, Any]:
-    return {"id": board.id, "name": board.name}
-
-
-def board_status_out(status: BoardStatus) -> dict[str, Any]:
-    return {
-        "id": status.id,
-        "name": status.name,
-        "board_id": status.board_id,
-        "inactive": status.inactive,
-        "closedStatus": status.closed,
-        "escalationStatus": status.escalation,
-    }
-
-
-def settings_out(s: AccountSettings) -> dict[str, Any]:
-    return {
-        "cw_resolved_status_id": s.cw_resolved_status_id,
-        "cw_escalated_status_id": s.cw_escalated_status_id,
-    }
-
-
-def session_out(s: AiSession) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "session_type": s.session_type,
-        "intake_type": s.intake_type,
-        "intake_content": s.intake_content,
-        "conversation_messages": s.conversation_messages,
-        "status": s.status,
-        "state_version": s.state_version,
-        "psa_connection_id": s.psa_connection_id,
-        "psa_ticket_id": s.psa_ticket_id,
-        "resolution_note_markdown": s.resolution_note_markdown,
-        "escalation_package_markdown": s.escalation_package_markdown,
-        "resolved_at": _iso(s.resolved_at),
-        "escalated_at": _iso(s.escalated_at),
-        "created_at": _iso(s.created_at),
-        "updated_at": _iso(s.updated_at),
-    }
-
-
-def job_out(j: WritebackJob) -> dict[str, Any]:
-    return {
-        "id": j.id,
-        "kind": j.kind,
-        "session_id": j.session_id,
-        "state": j.state,
-        "step": j.step,
-        "attempts": j.attempts,
-        "outcome": j.outcome,
-        "external_id": j.external_id,
-        "verified_status_id": j.verified_status_id,
-        "verified_status_name": j.verified_status_name,
-        "status_transition_skipped_reason": j.status_transition_skipped_reason,
-        "error": j.error,
-        "created_at": _iso(j.created_at),
-        "updated_at": _iso(j.updated_at),
-        "finished_at": _iso(j.finished_at),
-    }
-
-
-def event_out(e: JobEvent) -> dict[str, Any]:
-    return {"at": _iso(e.at), "step": e.step, "event": e.event, "detail": e.detail}
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

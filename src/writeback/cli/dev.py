@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -66,8 +68,10 @@ def dev(port: int, sim_port: int) -> None:
             "gunicorn",
             "--bind",
             f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
             "--threads",
-            "4",
+            "16",
             "writeback.wsgi:app",
         ],
     }
@@ -119,6 +123,15 @@ def demo(api_url: str, sim_url: str) -> None:
             )
         return response.json()
 
+    def stream(path: str, last_id: int | None) -> requests.Response:
+        resume = {"Last-Event-ID": str(last_id)} if last_id else {}
+        return http.get(
+            f"{api_url}/api/v1{path}/events",
+            headers={"Accept": "text/event-stream", **resume},
+            stream=True,
+            timeout=90,
+        )
+
     connection = call(
         "POST",
         "/psa-connections",
@@ -159,23 +172,36 @@ def demo(api_url: str, sim_url: str) -> None:
         body = {"markdown": markdown} if markdown else {}
         accepted = call("POST", f"/ai-sessions/{session['id']}/{document}/post", json=body)
         click.echo(f"\n{kind}: ticket {ticket['id']}, job {accepted['job_id']}")
-        _follow(call, accepted["status_url"].removeprefix("/api/v1"))
+        _follow(call, stream, accepted["status_url"].removeprefix("/api/v1"))
 
 
-def _follow(call: Any, path: str, timeout: float = 60.0) -> None:
-    """Print the job's audit events as they arrive, then its outcome."""
-    printed = 0
-    deadline = time.monotonic() + timeout
+def _follow(call: Any, stream: Any, path: str, timeout: float = 60.0) -> None:
+    """Print the job's audit events as the stream delivers them, then its outcome. The
+    stream ends at a final state or its lifetime; a reconnect resumes with Last-Event-ID."""
+    last_id, deadline = None, time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = call("GET", path)
-        events = call("GET", f"{path}/events")["events"]
-        for event in events[printed:]:
+        for event in sse_events(stream(path, last_id)):
+            last_id = event["id"]
             detail = ", ".join(f"{k}={v}" for k, v in event["detail"].items())
             click.echo(f"  {event['at'][11:23]}  {event['step']:<18} {event['event']:<20} {detail}")
-        printed = len(events)
+        job = call("GET", path)
         if job["state"] in ("succeeded", "failed"):
             extra = {k: job[k] for k in ("outcome", "external_id", "verified_status_name", "error")}
             click.echo(f"  {job['state']}: {extra}")
             return
-        time.sleep(0.2)
     raise click.ClickException("the job did not finish in time: is the worker running?")
+
+
+def sse_events(response: requests.Response) -> Iterator[dict[str, Any]]:
+    """The `job_event` data of a Server-Sent Events response, each as soon as its bytes arrive
+    (iter_lines would wait for a full buffer)."""
+    with response:
+        kind, pending = "", ""
+        for chunk in iter(lambda: response.raw.read1(65536), b""):
+            pending += chunk.decode()
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "job_event":
+                    yield json.loads(line[6:])

@@ -7,6 +7,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
+from writeback.domain.job_versions import JobVersion
 from writeback.domain.model import (
     Account,
     AccountSettings,
@@ -213,3 +214,28 @@ class UnitOfWork(Protocol):
 UnitOfWorkFactory = Callable[[], UnitOfWork]
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], None]
+
+
+class Subscription(Protocol):
+    """Wake-ups for one job: `wait` returns True when a transition was published, False when
+    `timeout` passed without one. Readers then read the store: a publish is a hint, never the
+    record, so a missed one costs latency, not events."""
+
+    def wait(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class JobFeed(Protocol):
+    """Committed job transitions, told to whoever follows the job (pollers, event streams).
+    `publish` is called after each commit that changes a job, with the audit events committed
+    with it (possibly none); it never raises: the commit already happened."""
+
+    def publish(self, job: WritebackJob, events: Sequence[JobEvent]) -> None: ...
+
+    def version(self, job_id: str) -> JobVersion | None:
+        """The job's last published version, or None when unknown (never published, expired,
+        or the feed cannot keep versions): the caller then reads the store."""
+        ...
+
+    def subscribe(self, job_id: str) -> Subscription: ...

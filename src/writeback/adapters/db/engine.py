@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 def create_engine(
-    url: str, pool_size: int = 5, read_only: bool = False, **kwargs: Any
+    url: str, pool_size: int = 5, read_only: bool = False, max_overflow: int = 10, **kwargs: Any
 ) -> sa.Engine:
     """`pool_size`: at least the threads that query at once (a worker's concurrency).
     `read_only`: autocommit connections for single-statement reads (the status a frontend
@@ -24,7 +24,9 @@ def create_engine(
         return engine
     if read_only:
         kwargs["isolation_level"] = "AUTOCOMMIT"
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=10, **kwargs)
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, **kwargs
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -191,8 +191,9 @@ class SqlJobRepository:
     """Core statements only: a job is a row in, a dataclass out, and every change goes through
     `save`, guarded by the version the job was loaded at."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, changed: list[WritebackJob]) -> None:
         self._s = session
+        self._changed = changed  # what the unit of work publishes once it commits
 
     def add(self, job: WritebackJob) -> None:
         values = {c.name: getattr(job, c.name) for c in jobs_t.columns}
@@ -204,6 +205,7 @@ class SqlJobRepository:
             self._s.rollback()
             raise self._conflict(job) from None
         job.loaded_version = job.version
+        self._changed.append(job)
 
     def get(self, job_id: str, account_id: int | None = None) -> WritebackJob | None:
         query = sa.select(jobs_t).where(jobs_t.c.id == job_id)
@@ -226,6 +228,7 @@ class SqlJobRepository:
             raise self._conflict(job) from None
         if saved:
             job.loaded_version = job.version
+            self._changed.append(job)
         return bool(saved)
 
     def heartbeat(self, job_id: str, message_id: str, lease_until: datetime) -> bool:
@@ -403,15 +406,17 @@ class SqlAlchemyUnitOfWork:
     jobs: ports.JobRepository
     drafts: ports.DraftRepository
 
-    def __init__(self, factory: sessionmaker[Session]) -> None:
+    def __init__(self, factory: sessionmaker[Session], feed: ports.JobFeed | None = None) -> None:
         self._factory = factory
+        self._feed = feed
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         self._session = self._factory()
         self.accounts = SqlAccountRepository(self._session)
         self.connections = SqlConnectionRepository(self._session)
         self.sessions = SqlSessionRepository(self._session)
-        self.jobs = SqlJobRepository(self._session)
+        self._changed: list[WritebackJob] = []
+        self.jobs = SqlJobRepository(self._session, self._changed)
         self.drafts = SqlDraftRepository(self._session)
         return self
 
@@ -426,6 +431,13 @@ class SqlAlchemyUnitOfWork:
 
     def commit(self) -> None:
         self._session.commit()
+        # The jobs this transaction changed, as committed (the last write of each wins).
+        changed = {job.id: job for job in self._changed}
+        self._changed.clear()
+        if self._feed is not None:
+            for job in changed.values():
+                self._feed.publish(job, ())
 
     def rollback(self) -> None:
         self._session.rollback()
+        self._changed.clear()

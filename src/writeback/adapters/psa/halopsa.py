@@ -138,9 +138,7 @@ class HaloCache:
         self._tokens: TLRUCache[CacheKey, _Token] = TLRUCache(
             size, ttu=lambda _key, token, _now: token.refresh_at, timer=clock
         )
-        self._statuses: TTLCache[CacheKey, list[_Status]] = TTLCache(
-            size, status_ttl, timer=clock
-        )
+        self._statuses: TTLCache[CacheKey, list[_Status]] = TTLCache(size, status_ttl, timer=clock)
 
     def key(self, site: str, tenant: str, client_id: str, secret: str) -> CacheKey:
         digest = hmac.new(self._salt, secret.encode(), hashlib.sha256).hexdigest()
