@@ -6,7 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench import figures
+from bench import fairness, figures
 from bench.stack import Stack
 
 FULL = {
@@ -17,6 +17,9 @@ FULL = {
     "lookups": 2000,
     "stuck": 200,
     "memory": (100, 10_000),
+    # Issue 14: A's batch at 6 requests/s; the repost at ConnectWise's default rate, 1/s.
+    "fairness": (120, 6.0),
+    "repost": (60, 1.0),
 }
 SMOKE = {
     "jobs": 10,
@@ -26,13 +29,15 @@ SMOKE = {
     "lookups": 50,
     "stuck": 10,
     "memory": (5, 20),
+    "fairness": (10, 50.0),
+    "repost": (4, 50.0),
 }
 
 
 def main(argv: list[str] | None = None) -> list[figures.Figure]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves it runs")
-    parser.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6])
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else FULL
     results: list[figures.Figure] = []
@@ -46,6 +51,10 @@ def main(argv: list[str] | None = None) -> list[figures.Figure]:
                 3: lambda: figures.api_under_load(stack, size["seconds"], logs),
                 4: lambda: figures.scaling(stack, size["sizes"], size["lookups"], size["stuck"]),
                 5: lambda: figures.worker_memory(stack, *size["memory"]),
+                6: lambda: (
+                    fairness.tenant_fairness(stack, *size["fairness"])
+                    + fairness.repost_throughput(stack, *size["repost"])
+                ),
             }
             for number in args.only:
                 found = steps[number]()

@@ -1,0 +1,178 @@
+"""The fault suite: the processes a deployment runs (gunicorn API, Celery worker and beat,
+Flower), on a PRIVATE PostgreSQL and Redis that the tests stop and restart, driven only over
+HTTP, the CLI, the simulator's control routes and signals. Nothing of ours is imported.
+
+Each module gets its own stack (own database and queue), so a scenario that leaves processes
+broken cannot fail the scenarios of another module for the wrong reason. Settings are tight
+(documented WRITEBACK_* variables) except where a scenario is about the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.e2e.conftest import Stack, http_api, run_cli
+from tests.faults.deployment import bare_env, new_database
+from tests.servers import PrivatePostgres, PrivateRedis, private_postgres, private_redis
+from tests.support import Api, Process, Simulator, free_port, wait_until
+
+# Not about defaults: quick timeouts, a sweep every second, a lease a step fits in with room.
+TIGHT = {
+    "WRITEBACK_PSA_TIMEOUT": "2",
+    "WRITEBACK_POST_SETTLE": "5",  # long enough that a 429 wrongly waiting it is visible
+    "WRITEBACK_RETRY_BACKOFF": "0.2",
+    "WRITEBACK_RETRY_BACKOFF_MAX": "1",
+    "WRITEBACK_VERIFY_BACKOFF": "0.05",
+    "WRITEBACK_VERIFY_BACKOFF_MAX": "0.2",
+    "WRITEBACK_STEP_LEASE": "20",
+    "WRITEBACK_ENQUEUE_GRACE": "5",
+    "WRITEBACK_SWEEP_INTERVAL": "1",
+    "WRITEBACK_MAX_COUNTDOWN": "3",  # a longer Retry-After is parked in the database
+    "WRITEBACK_PSA_RATE": "10000",  # one simulator tenant is shared by every scenario
+}
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PrivatePostgres]:
+    with private_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[PrivateRedis]:
+    with private_redis() as server:
+        yield server
+
+
+def _up(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    """One ConnectWise simulator process for the suite; every scenario uses its own tickets."""
+    port = free_port()
+    process = Process(
+        "simulator",
+        [sys.executable, "-m", "writeback.simulators.connectwise", "--port", str(port)],
+        dict(os.environ),
+        tmp_path_factory.mktemp("faults-sim"),
+    )
+    simulator = Simulator(f"http://127.0.0.1:{port}")
+    wait_until(lambda: _up(f"{simulator.url}/__sim/faults"), timeout=30)
+    yield simulator
+    process.stop()
+
+
+@dataclass
+class Deployment:
+    """A running stack with one account, its ConnectWise connection (statuses 42/43) and the
+    simulator it talks to."""
+
+    stack: Stack
+    sim: Simulator
+    client: Api
+    connection_id: int
+    logs: Path
+
+    def ticket_session(self) -> tuple[str, int]:
+        ticket = self.sim.new_ticket()
+        return ticket, self.client.session(self.connection_id, ticket)
+
+    def wait_job(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        try:
+            return self.client.wait_job(job_id, timeout=timeout)
+        except AssertionError:
+            job = self.client.get(f"/jobs/{job_id}")
+            raise AssertionError(
+                f"job {job_id} not finished within {timeout} s: state {job['state']}, "
+                f"step {job['step']}, attempts {job['attempts']}, error {job['error']}"
+            ) from None
+
+
+def deploy(env: dict[str, str], sim: Simulator, logs: Path, name: str) -> Deployment:
+    stack = Stack(env, logs, name)
+    account = run_cli(stack.env, "accounts", "create", f"{name}-{uuid.uuid4().hex[:6]}")
+    client = http_api(stack.url, account["token"])
+    client.put(
+        "/account-settings", {"cw_resolved_status_id": 42, "cw_escalated_status_id": 43}, expect=200
+    )
+    return Deployment(stack, sim, client, client.connect_simulator(sim.url), logs)
+
+
+@contextmanager
+def tight_deployment(
+    pg: PrivatePostgres, broker: PrivateRedis, sim: Simulator, logs: Path, name: str
+) -> Iterator[Deployment]:
+    """A tight-settings stack with its own database and queue on the private servers."""
+    env = bare_env(new_database(pg.url), broker.url, logs / "data", **TIGHT)
+    running = deploy(env, sim, logs, name)
+    try:
+        yield running
+    finally:
+        running.stack.stop()
+
+
+@pytest.fixture(scope="session")
+def deployment(
+    pg: PrivatePostgres,
+    broker: PrivateRedis,
+    sim: Simulator,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    """The suite's shared stack, for scenarios that leave its processes as they found them."""
+    with tight_deployment(pg, broker, sim, tmp_path_factory.mktemp("faults"), "faults") as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def own_deployment(
+    pg: PrivatePostgres,
+    broker: PrivateRedis,
+    sim: Simulator,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    """A stack of the module's own, for scenarios that stop the servers under it."""
+    with tight_deployment(pg, broker, sim, tmp_path_factory.mktemp("outage"), "outage") as d:
+        yield d
+
+
+def note_counts(sim: Simulator, tickets: list[str]) -> dict[str, int]:
+    return {ticket: len(sim.ticket(ticket)["notes"]) for ticket in tickets}
+
+
+def assert_one_note_each(sim: Simulator, tickets: list[str]) -> None:
+    """0 duplicates and 0 lost notes, naming every ticket that is off."""
+    wrong = {t: n for t, n in note_counts(sim, tickets).items() if n != 1}
+    assert not wrong, "; ".join(f"{n} notes on ticket {t}" for t, n in wrong.items())
+
+
+def assert_all_succeeded(jobs: list[dict[str, Any]]) -> None:
+    failed = [j for j in jobs if j["state"] != "succeeded"]
+    assert not failed, "; ".join(
+        f"job {j['id']} {j['state']} at {j['step']}: {j['error']}" for j in failed
+    )
+
+
+def watch(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> float | None:
+    """Seconds until `check()` holds, or None if it did not within `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(interval)
+    return None
