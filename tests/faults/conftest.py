@@ -140,14 +140,28 @@ def deployment(
 
 
 @pytest.fixture(scope="module")
+def own_pg() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of the module's own: stopping it disturbs no other module's stack."""
+    with private_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def own_redis() -> Iterator[PrivateRedis]:
+    with private_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def own_deployment(
-    pg: PrivatePostgres,
-    broker: PrivateRedis,
+    own_pg: PrivatePostgres,
+    own_redis: PrivateRedis,
     sim: Simulator,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
-    """A stack of the module's own, for scenarios that stop the servers under it."""
-    with tight_deployment(pg, broker, sim, tmp_path_factory.mktemp("outage"), "outage") as d:
+    """A stack of the module's own on servers of its own, for scenarios that stop them."""
+    logs = tmp_path_factory.mktemp("outage")
+    with tight_deployment(own_pg, own_redis, sim, logs, "outage") as d:
         yield d
 
 

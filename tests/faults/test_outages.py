@@ -38,18 +38,18 @@ def _some_running(d: Deployment, tickets: list[str], at_least: int) -> None:
 
 
 def test_a_post_while_the_broker_is_down_is_accepted_and_delivered_once_it_is_back(
-    own_deployment: Deployment, broker: PrivateRedis
+    own_deployment: Deployment, own_redis: PrivateRedis
 ) -> None:
     d = own_deployment
     ticket, session = d.ticket_session()
     url = f"{d.stack.url}/api/v1/ai-sessions/{session}/resolution-note/post"
-    broker.stop()
+    own_redis.stop()
     try:
         started = time.monotonic()
         response = requests.post(url, json={}, headers=d.client.token_header, timeout=30)
         took = time.monotonic() - started
     finally:
-        broker.start()
+        own_redis.start()
     assert response.status_code == 202, (
         f"a post with the broker down answered {response.status_code}: {response.text}"
     )
@@ -59,14 +59,14 @@ def test_a_post_while_the_broker_is_down_is_accepted_and_delivered_once_it_is_ba
 
 
 def test_a_redis_restart_with_30_jobs_in_flight_loses_and_duplicates_none(
-    own_deployment: Deployment, broker: PrivateRedis
+    own_deployment: Deployment, own_redis: PrivateRedis
 ) -> None:
     d = own_deployment
     tickets, jobs = _start_jobs(d, 30)
     _some_running(d, tickets, at_least=3)
-    broker.stop()
+    own_redis.stop()
     time.sleep(3)
-    broker.start()
+    own_redis.start()
 
     assert_all_succeeded([d.wait_job(job_id, timeout=120) for job_id in jobs])
     assert_one_note_each(d.sim, tickets)
@@ -85,13 +85,13 @@ def _outage_answer(d: Deployment, method: str, path: str) -> str | None:
 
 
 def test_a_postgres_restart_with_jobs_in_flight_answers_503_and_loses_nothing(
-    own_deployment: Deployment, pg: PrivatePostgres
+    own_deployment: Deployment, own_pg: PrivatePostgres
 ) -> None:
     d = own_deployment
     tickets, jobs = _start_jobs(d, 10)
     waiting_ticket, waiting_session = d.ticket_session()  # posted during the outage
     _some_running(d, tickets, at_least=2)
-    pg.stop()
+    own_pg.stop()
     try:
         wrong: list[Any] = [
             _outage_answer(d, "GET", f"/jobs/{jobs[0]}"),
@@ -101,7 +101,7 @@ def test_a_postgres_restart_with_jobs_in_flight_answers_503_and_loses_nothing(
         ]
         time.sleep(2)
     finally:
-        pg.start()
+        own_pg.start()
     wrong = [w for w in wrong if w]
     assert not wrong, "while PostgreSQL was down: " + "; ".join(wrong)
 
