@@ -13,7 +13,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,10 +155,3 @@ def private_redis() -> Iterator[PrivateRedis]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def down_for(server: PrivatePostgres | PrivateRedis, seconds: float) -> None:
-    """Stop `server`, keep it down `seconds`, start it again."""
-    server.stop()
-    time.sleep(seconds)
-    server.start()

@@ -13,15 +13,14 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from tests.e2e.conftest import Stack, http_api, run_cli
 from tests.faults.deployment import bare_env, new_database
+from tests.faults.outcomes import finished, notes_off
 from tests.support import (
-    FINISHED,
     PG_ADMIN_URL,
     REDIS_URL,
     Api,
@@ -90,20 +89,6 @@ def _autotask_connection(client: Api, sim: Simulator) -> int:
     return connection_id
 
 
-def _finished(client: Api, jobs: list[str], deadline: float) -> list[dict[str, Any]]:
-    """The jobs once all are finished, or as they stand at `deadline` (a monotonic time)."""
-    while True:
-        states = [client.get(f"/jobs/{job_id}") for job_id in jobs]
-        if all(j["state"] in FINISHED for j in states) or time.monotonic() > deadline:
-            return states
-        time.sleep(0.5)
-
-
-def _notes_off(sim: Simulator, tickets: list[str]) -> list[str]:
-    counts = {t: len(sim.ticket(t)["notes"]) for t in tickets}
-    return [f"{n} notes on ticket {t}" for t, n in counts.items() if n != 1]
-
-
 def test_a_tenants_batch_of_120_is_slowed_not_failed_and_does_not_delay_another_tenant(
     fair_stack: Stack, tmp_path: Path
 ) -> None:
@@ -123,9 +108,9 @@ def test_a_tenants_batch_of_120_is_slowed_not_failed_and_does_not_delay_another_
             a_jobs = list(pool.map(lambda s: a.start(s)["job_id"], a_sessions))
         posted = time.monotonic()
         b_job = b.start(b_session)["job_id"]
-        b_final = _finished(b, [b_job], posted + B_PATIENCE)[0]
+        b_final = finished(b, [b_job], posted + B_PATIENCE)[0]
         b_latency = time.monotonic() - posted
-        a_final = _finished(a, a_jobs, posted + A_PATIENCE)
+        a_final = finished(a, a_jobs, posted + A_PATIENCE)
         print(f"tenant B: {b_final['state']} after {b_latency:.1f} s")
 
         problems = []
@@ -139,7 +124,7 @@ def test_a_tenants_batch_of_120_is_slowed_not_failed_and_does_not_delay_another_
         )
         if outcomes != {"succeeded": BATCH}:
             problems.append(f"tenant A's {BATCH} jobs after {A_PATIENCE:.0f} s: {dict(outcomes)}")
-        problems += _notes_off(cw, a_tickets) + _notes_off(autotask, [b_ticket])
+        problems += notes_off(cw, a_tickets) + notes_off(autotask, [b_ticket])
         assert not problems, "; ".join(problems)
     finally:
         cw_process.stop()

@@ -24,6 +24,7 @@ import requests
 
 from tests.e2e.conftest import Stack, http_api, run_cli
 from tests.faults.deployment import bare_env, new_database
+from tests.faults.outcomes import finished, jobs_off, notes_off
 from tests.servers import PrivatePostgres, PrivateRedis, private_postgres, private_redis
 from tests.support import Api, Process, Simulator, free_port, wait_until
 
@@ -93,6 +94,10 @@ class Deployment:
         ticket = self.sim.new_ticket()
         return ticket, self.client.session(self.connection_id, ticket)
 
+    def settled(self, jobs: list[str], timeout: float) -> list[dict[str, Any]]:
+        """The jobs once all finished, or as they stand after `timeout` seconds."""
+        return finished(self.client, jobs, time.monotonic() + timeout)
+
     def wait_job(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
         try:
             return self.client.wait_job(job_id, timeout=timeout)
@@ -152,34 +157,28 @@ def own_redis() -> Iterator[PrivateRedis]:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def own_deployment(
     own_pg: PrivatePostgres,
     own_redis: PrivateRedis,
     sim: Simulator,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
-    """A stack of the module's own on servers of its own, for scenarios that stop them."""
+    """A stack of the test's own on servers of the module's own, for scenarios that stop them:
+    a stack they leave broken fails no other scenario."""
     logs = tmp_path_factory.mktemp("outage")
     with tight_deployment(own_pg, own_redis, sim, logs, "outage") as d:
         yield d
 
 
-def note_counts(sim: Simulator, tickets: list[str]) -> dict[str, int]:
-    return {ticket: len(sim.ticket(ticket)["notes"]) for ticket in tickets}
-
-
 def assert_one_note_each(sim: Simulator, tickets: list[str]) -> None:
-    """0 duplicates and 0 lost notes, naming every ticket that is off."""
-    wrong = {t: n for t, n in note_counts(sim, tickets).items() if n != 1}
-    assert not wrong, "; ".join(f"{n} notes on ticket {t}" for t, n in wrong.items())
+    problems = notes_off(sim, tickets)
+    assert not problems, "; ".join(problems)
 
 
 def assert_all_succeeded(jobs: list[dict[str, Any]]) -> None:
-    failed = [j for j in jobs if j["state"] != "succeeded"]
-    assert not failed, "; ".join(
-        f"job {j['id']} {j['state']} at {j['step']}: {j['error']}" for j in failed
-    )
+    problems = jobs_off(jobs)
+    assert not problems, "; ".join(problems)
 
 
 def watch(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> float | None:

@@ -17,8 +17,8 @@ from tests.faults.conftest import (
     Deployment,
     assert_all_succeeded,
     assert_one_note_each,
-    note_counts,
 )
+from tests.faults.outcomes import jobs_off, notes_off
 from tests.support import wait_until
 
 pytestmark = pytest.mark.faults
@@ -118,11 +118,5 @@ def test_a_double_submit_hammered_across_finalize_makes_one_job_and_one_note(
             f"{len(wrong)} answers neither job_in_flight naming the accepted job nor "
             f"already_resolved, e.g. {wrong[0]}"
         )
-    jobs = [d.wait_job(job_id) for job_id in accepted]
-    notes = note_counts(d.sim, [ticket])[ticket]
-    if notes != 1:
-        problems.append(f"{notes} notes on ticket {ticket}")
-    problems += [
-        f"job {j['id']} {j['state']}: {j['error']}" for j in jobs if j["state"] != "succeeded"
-    ]
+    problems += jobs_off(d.settled(accepted, timeout=60)) + notes_off(d.sim, [ticket])
     assert not problems, f"session {session}: " + "; ".join(problems)

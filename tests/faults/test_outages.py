@@ -6,16 +6,12 @@ finishes with exactly one note."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 import requests
 
-from tests.faults.conftest import (
-    Deployment,
-    assert_all_succeeded,
-    assert_one_note_each,
-)
+from tests.faults.conftest import Deployment, assert_all_succeeded, assert_one_note_each
+from tests.faults.outcomes import jobs_off, notes_off
 from tests.servers import PrivatePostgres, PrivateRedis
 from tests.support import wait_until
 
@@ -68,8 +64,8 @@ def test_a_redis_restart_with_30_jobs_in_flight_loses_and_duplicates_none(
     time.sleep(3)
     own_redis.start()
 
-    assert_all_succeeded([d.wait_job(job_id, timeout=120) for job_id in jobs])
-    assert_one_note_each(d.sim, tickets)
+    problems = jobs_off(d.settled(jobs, timeout=120)) + notes_off(d.sim, tickets)
+    assert not problems, "after a Redis restart: " + "; ".join(problems)
 
 
 def _outage_answer(d: Deployment, method: str, path: str) -> str | None:
@@ -93,7 +89,7 @@ def test_a_postgres_restart_with_jobs_in_flight_answers_503_and_loses_nothing(
     _some_running(d, tickets, at_least=2)
     own_pg.stop()
     try:
-        wrong: list[Any] = [
+        answers = [
             _outage_answer(d, "GET", f"/jobs/{jobs[0]}"),
             _outage_answer(d, "GET", "/jobs?limit=5"),
             _outage_answer(d, "GET", f"/ai-sessions/{waiting_session}"),
@@ -102,9 +98,9 @@ def test_a_postgres_restart_with_jobs_in_flight_answers_503_and_loses_nothing(
         time.sleep(2)
     finally:
         own_pg.start()
-    wrong = [w for w in wrong if w]
-    assert not wrong, "while PostgreSQL was down: " + "; ".join(wrong)
+    problems = [f"while PostgreSQL was down, {a}" for a in answers if a]
 
     late = d.client.start(waiting_session)["job_id"]  # the outage is over: accepted now
-    assert_all_succeeded([d.wait_job(job_id, timeout=120) for job_id in [*jobs, late]])
-    assert_one_note_each(d.sim, [*tickets, waiting_ticket])
+    problems += jobs_off(d.settled([*jobs, late], timeout=120))
+    problems += notes_off(d.sim, [*tickets, waiting_ticket])
+    assert not problems, "; ".join(problems)

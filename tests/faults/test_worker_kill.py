@@ -13,10 +13,10 @@ from tests.faults.conftest import (
     assert_all_succeeded,
     assert_one_note_each,
     deploy,
-    note_counts,
     watch,
 )
 from tests.faults.deployment import bare_env, new_database
+from tests.faults.outcomes import note_counts
 from tests.servers import PrivatePostgres, PrivateRedis
 from tests.support import Simulator, wait_until
 
