@@ -14,34 +14,14 @@ import subprocess
 import sys
 import time
 
-import requests
-from tests.support import Process, Simulator, free_port, wait_until
+from tests.faults.deployment import start_simulator
+from tests.support import wait_until
 
 from bench.figures import Figure
 from bench.stack import Stack, timed
 from writeback.domain.model import JobKind
 
 CALLS_PER_JOB = 5  # read the ticket, post the note, read, change the status, read it back
-
-
-def _second_simulator(stack: Stack) -> tuple[Process, Simulator]:
-    port = free_port()
-    process = Process(
-        "simulator-b",
-        [sys.executable, "-m", "writeback.simulators.connectwise", "--port", str(port)],
-        stack.env,
-        stack.logs,
-    )
-    sim = Simulator(f"http://127.0.0.1:{port}")
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{sim.url}/__sim/faults", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    wait_until(up, timeout=30)
-    return process, sim
 
 
 def _count(stack: Stack, account_id: int, state: str) -> int:
@@ -56,7 +36,7 @@ def _count(stack: Stack, account_id: int, state: str) -> int:
 
 def tenant_fairness(stack: Stack, batch: int, rate: float) -> list[Figure]:
     """6a. B's latency behind A's `batch` / B's latency alone, at `rate` requests/s."""
-    process, sim_b = _second_simulator(stack)
+    process, sim_b = start_simulator("connectwise", stack.logs, "simulator-b")
     a, b = stack.account(), stack.account(sim=sim_b)
     a_sessions = stack.sessions(a, batch)
     b_sessions = stack.sessions(b, 4, sim=sim_b)

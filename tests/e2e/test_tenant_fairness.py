@@ -6,8 +6,6 @@ backlog ahead of B, far more than the 30 s B is allowed."""
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,19 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.e2e.conftest import Stack, http_api, run_cli
-from tests.faults.deployment import bare_env, new_database
+from tests.faults.deployment import bare_env, new_database, start_simulator
 from tests.faults.outcomes import finished, notes_off
 from tests.support import (
     PG_ADMIN_URL,
     REDIS_URL,
     Api,
-    Process,
     Simulator,
-    free_port,
-    wait_until,
 )
 from tests.support import drop_database as drop
 
@@ -43,26 +37,6 @@ AUTOTASK = {
     "secret": "at-secret",
     "integration_code": "AT-INTEGRATION",
 }
-
-
-def _simulator(vendor: str, logs: Path) -> tuple[Process, Simulator]:
-    port = free_port()
-    process = Process(
-        f"{vendor}-sim",
-        [sys.executable, "-m", f"writeback.simulators.{vendor}", "--port", str(port)],
-        dict(os.environ),
-        logs,
-    )
-    sim = Simulator(f"http://127.0.0.1:{port}")
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{sim.url}/__sim/faults", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    wait_until(up, timeout=30)
-    return process, sim
 
 
 @pytest.fixture
@@ -92,8 +66,8 @@ def _autotask_connection(client: Api, sim: Simulator) -> int:
 def test_a_tenants_batch_of_120_is_slowed_not_failed_and_does_not_delay_another_tenant(
     fair_stack: Stack, tmp_path: Path
 ) -> None:
-    cw_process, cw = _simulator("connectwise", tmp_path)
-    at_process, autotask = _simulator("autotask", tmp_path)
+    cw_process, cw = start_simulator("connectwise", tmp_path)
+    at_process, autotask = start_simulator("autotask", tmp_path)
     try:
         a, b = _tenant(fair_stack, "tenant-a"), _tenant(fair_stack, "tenant-b")
         a.put("/account-settings", {"cw_resolved_status_id": 42}, expect=200)

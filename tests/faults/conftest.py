@@ -9,8 +9,6 @@ broken cannot fail the scenarios of another module for the wrong reason. Setting
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from tests.e2e.conftest import Stack, http_api, run_cli
-from tests.faults.deployment import bare_env, new_database
+from tests.faults.deployment import bare_env, new_database, start_simulator
 from tests.faults.outcomes import finished, jobs_off, notes_off
 from tests.servers import PrivatePostgres, PrivateRedis, private_postgres, private_redis
-from tests.support import Api, Process, Simulator, free_port, wait_until
+from tests.support import Api, Simulator
 
 # Not about defaults: quick timeouts, a sweep every second, a lease a step fits in with room.
 TIGHT = {
@@ -56,25 +53,10 @@ def broker() -> Iterator[PrivateRedis]:
         yield server
 
 
-def _up(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code < 500
-    except requests.RequestException:
-        return False
-
-
 @pytest.fixture(scope="session")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     """One ConnectWise simulator process for the suite; every scenario uses its own tickets."""
-    port = free_port()
-    process = Process(
-        "simulator",
-        [sys.executable, "-m", "writeback.simulators.connectwise", "--port", str(port)],
-        dict(os.environ),
-        tmp_path_factory.mktemp("faults-sim"),
-    )
-    simulator = Simulator(f"http://127.0.0.1:{port}")
-    wait_until(lambda: _up(f"{simulator.url}/__sim/faults"), timeout=30)
+    process, simulator = start_simulator("connectwise", tmp_path_factory.mktemp("faults-sim"))
     yield simulator
     process.stop()
 

@@ -1,6 +1,6 @@
-"""A deployment's environment built from the outside, as an operator writes it: what must be
-set, every other WRITEBACK_* setting at its default unless asked; and a fresh database whose
-schema is made by the CLI (`writeback db upgrade`), not by importing our code."""
+"""A deployment built from the outside, as an operator builds it: its environment (what must be
+set, every other WRITEBACK_* setting at its default unless asked), a fresh database whose schema
+is made by the CLI (`writeback db upgrade`), not by importing our code, and simulator processes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import sys
 import uuid
 from pathlib import Path
 
+import requests
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+
+from tests.support import Process, Simulator, free_port, wait_until
 
 
 def bare_env(database_url: str, broker_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -53,3 +56,24 @@ def new_database(admin_url: str) -> str:
         timeout=120,
     )
     return url
+
+
+def start_simulator(vendor: str, logs: Path, name: str | None = None) -> tuple[Process, Simulator]:
+    """`python -m writeback.simulators.<vendor>` on a free port, once it answers."""
+    port = free_port()
+    process = Process(
+        name or f"{vendor}-simulator",
+        [sys.executable, "-m", f"writeback.simulators.{vendor}", "--port", str(port)],
+        dict(os.environ),
+        logs,
+    )
+    sim = Simulator(f"http://127.0.0.1:{port}")
+
+    def up() -> bool:
+        try:
+            return requests.get(f"{sim.url}/__sim/faults", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    wait_until(up, timeout=30)
+    return process, sim

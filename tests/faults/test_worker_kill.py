@@ -25,44 +25,42 @@ pytestmark = pytest.mark.faults
 RECOVERY_CONTRACT = 60.0  # issue 9: a killed worker's job runs again within 60 s, on defaults
 
 
-def _kill_during_slow_call(d: Deployment, ticket: str, job_id: str, calls_before: int) -> None:
-    """SIGKILL the worker 0.5 s into the slow PSA call that follows the first `calls_before`
-    calls of the job's post_note step, and start a fresh worker."""
+def _start_and_kill(d: Deployment, method: str) -> tuple[str, str, float]:
+    """A resolve whose `method` call to the PSA in post_note takes 3 s, the worker SIGKILLed
+    0.5 s into that call and a fresh one started: (ticket, job id, monotonic time of the kill).
+
+    post_note first reads the ticket (its board decides the target status), then posts."""
+    ticket, session = d.ticket_session()
+    d.sim.fault("slow", ticket, method=method, delay=3.0)
+    job_id = d.client.start(session)["job_id"]
     wait_until(lambda: d.client.get(f"/jobs/{job_id}")["step"] == "post_note", timeout=30)
-    wait_until(lambda: len(d.sim.calls(ticket)) >= calls_before, timeout=30)
+    wait_until(lambda: len(d.sim.calls(ticket)) >= int(method == "POST"), timeout=30)
     time.sleep(0.5)
+    killed = time.monotonic()
     d.stack.replace_worker()
+    return ticket, job_id, killed
 
 
 def test_a_worker_killed_before_the_psa_stored_the_note_posts_it_once(
     deployment: Deployment,
 ) -> None:
-    d = deployment
-    ticket, session = d.ticket_session()
-    # post_note first reads the ticket (its board decides the target status): kill in that read.
-    d.sim.fault("slow", ticket, method="GET", delay=3.0)
-    job_id = d.client.start(session)["job_id"]
-    _kill_during_slow_call(d, ticket, job_id, calls_before=0)
-    assert note_counts(d.sim, [ticket])[ticket] == 0, "scenario: a note was stored before the kill"
+    ticket, job_id, _ = _start_and_kill(deployment, "GET")
+    assert note_counts(deployment.sim, [ticket])[ticket] == 0, "scenario: a note before the kill"
 
-    assert_all_succeeded([d.wait_job(job_id, timeout=90)])
-    assert_one_note_each(d.sim, [ticket])
+    assert_all_succeeded([deployment.wait_job(job_id, timeout=90)])
+    assert_one_note_each(deployment.sim, [ticket])
 
 
 def test_a_worker_killed_after_the_psa_stored_the_note_finds_it_and_posts_no_second(
     deployment: Deployment,
 ) -> None:
-    d = deployment
-    ticket, session = d.ticket_session()
-    # The note POST takes 3 s; the PSA stores the note after the worker that sent it died.
-    d.sim.fault("slow", ticket, method="POST", delay=3.0)
-    job_id = d.client.start(session)["job_id"]
-    _kill_during_slow_call(d, ticket, job_id, calls_before=1)
-    stored = watch(lambda: note_counts(d.sim, [ticket])[ticket] >= 1, timeout=10)
+    """The PSA stores the note of the POST in flight after the worker that sent it died."""
+    ticket, job_id, _ = _start_and_kill(deployment, "POST")
+    stored = watch(lambda: note_counts(deployment.sim, [ticket])[ticket] >= 1, timeout=10)
     assert stored is not None, "scenario: the PSA never stored the note of the killed worker"
 
-    assert_all_succeeded([d.wait_job(job_id, timeout=90)])
-    assert_one_note_each(d.sim, [ticket])
+    assert_all_succeeded([deployment.wait_job(job_id, timeout=90)])
+    assert_one_note_each(deployment.sim, [ticket])
 
 
 def test_recovery_after_a_sigkill_on_default_settings_is_within_60_s(
@@ -73,15 +71,7 @@ def test_recovery_after_a_sigkill_on_default_settings_is_within_60_s(
     env = bare_env(new_database(pg.url), broker.url, tmp_path / "data")
     d = deploy(env, sim, tmp_path, "defaults")
     try:
-        ticket, session = d.ticket_session()
-        d.sim.fault("slow", ticket, method="POST", delay=3.0)
-        job_id = d.client.start(session)["job_id"]
-        wait_until(lambda: d.client.get(f"/jobs/{job_id}")["step"] == "post_note", timeout=30)
-        wait_until(lambda: len(d.sim.calls(ticket)) >= 1, timeout=30)
-        time.sleep(0.5)  # the note POST is on the wire
-
-        killed = time.monotonic()
-        d.stack.replace_worker()
+        ticket, job_id, killed = _start_and_kill(d, "POST")
         # The killed worker's own POST is logged when the PSA answers it, marked "slow".
         again = watch(
             lambda: any("slow" not in c["faults"] for c in d.sim.calls(ticket)[1:]),
