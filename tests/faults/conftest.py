@@ -2,8 +2,9 @@
 Flower), on a PRIVATE PostgreSQL and Redis that the tests stop and restart, driven only over
 HTTP, the CLI, the simulator's control routes and signals. Nothing of ours is imported.
 
-Each module gets its own stack (own database and queue), so a scenario that leaves processes
-broken cannot fail the scenarios of another module for the wrong reason. Settings are tight
+Scenarios that leave the processes as they found them share one stack (`deployment`); those
+that stop a server get a stack of their own on servers of their own (`own_deployment`), so a
+stack they leave broken cannot fail another scenario for the wrong reason. Settings are tight
 (documented WRITEBACK_* variables) except where a scenario is about the defaults.
 """
 
