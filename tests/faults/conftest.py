@@ -23,7 +23,7 @@ import pytest
 from tests.e2e.conftest import Stack, http_api, run_cli
 from tests.faults.deployment import bare_env, new_database, start_simulator
 from tests.faults.outcomes import finished, jobs_off, notes_off
-from tests.servers import PrivatePostgres, PrivateRedis, private_postgres, private_redis
+from tests.servers import PrivatePostgres, PrivateRedis
 from tests.support import Api, Simulator
 
 # Not about defaults: quick timeouts, a sweep every second, a lease a step fits in with room.
@@ -44,13 +44,13 @@ TIGHT = {
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PrivatePostgres]:
-    with private_postgres() as server:
+    with PrivatePostgres() as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[PrivateRedis]:
-    with private_redis() as server:
+    with PrivateRedis() as server:
         yield server
 
 
@@ -107,7 +107,7 @@ def tight_deployment(
     pg: PrivatePostgres, broker: PrivateRedis, sim: Simulator, logs: Path, name: str
 ) -> Iterator[Deployment]:
     """A tight-settings stack with its own database and queue on the private servers."""
-    env = bare_env(new_database(pg.url), broker.url, logs / "data", **TIGHT)
+    env = bare_env(new_database(pg.admin_url), broker.url, logs / "data", **TIGHT)
     running = deploy(env, sim, logs, name)
     try:
         yield running
@@ -130,13 +130,13 @@ def deployment(
 @pytest.fixture(scope="module")
 def own_pg() -> Iterator[PrivatePostgres]:
     """A PostgreSQL server of the module's own: stopping it disturbs no other module's stack."""
-    with private_postgres() as server:
+    with PrivatePostgres() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def own_redis() -> Iterator[PrivateRedis]:
-    with private_redis() as server:
+    with PrivateRedis() as server:
         yield server
 
 

@@ -68,7 +68,7 @@ def test_recovery_after_a_sigkill_on_default_settings_is_within_60_s(
 ) -> None:
     """Measured from the kill to the job's next PSA call (the job running again), with every
     WRITEBACK_* timing at its default."""
-    env = bare_env(new_database(pg.url), broker.url, tmp_path / "data")
+    env = bare_env(new_database(pg.admin_url), broker.url, tmp_path / "data")
     d = deploy(env, sim, tmp_path, "defaults")
     try:
         ticket, job_id, killed = _start_and_kill(d, "POST")
