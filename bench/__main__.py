@@ -6,7 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bench import figures
+from bench import fairness, figures
 from bench.stack import Stack
 
 FULL = {
@@ -19,6 +19,9 @@ FULL = {
     "memory": (100, 10_000),
     "latency_samples": 30,
     "sse_jobs": 30,
+    # Issue 14: A's batch at 6 requests/s; the repost at ConnectWise's default rate, 1/s.
+    "fairness": (120, 6.0),
+    "repost": (60, 1.0),
 }
 SMOKE = {
     "jobs": 10,
@@ -30,13 +33,15 @@ SMOKE = {
     "memory": (5, 20),
     "latency_samples": 3,
     "sse_jobs": 2,
+    "fairness": (10, 50.0),
+    "repost": (4, 50.0),
 }
 
 
 def main(argv: list[str] | None = None) -> list[figures.Figure]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves it runs")
-    parser.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6, 7])
+    parser.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6, 7, 8])
     args = parser.parse_args(argv)
     size = SMOKE if args.smoke else FULL
     results: list[figures.Figure] = []
@@ -52,6 +57,10 @@ def main(argv: list[str] | None = None) -> list[figures.Figure]:
                 5: lambda: figures.worker_memory(stack, *size["memory"]),
                 6: lambda: figures.sse_latency(stack, size["sse_jobs"]),
                 7: lambda: figures.job_latency(stack, size["latency_samples"]),
+                8: lambda: (
+                    fairness.tenant_fairness(stack, *size["fairness"])
+                    + fairness.repost_throughput(stack, *size["repost"])
+                ),
             }
             for number in args.only:
                 found = steps[number]()

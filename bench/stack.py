@@ -102,15 +102,16 @@ class Stack:
         finally:
             process.stop()
 
-    def account(self, statuses: bool = True) -> tuple[int, str, int]:
-        """An account with a ConnectWise connection to the simulator: (id, token, connection)."""
+    def account(self, statuses: bool = True, sim: Simulator | None = None) -> tuple[int, str, int]:
+        """An account with a ConnectWise connection to the simulator (or `sim`, another site:
+        another request budget): (id, token, connection)."""
         c = self.container
         issued = c.accounts.create_account(f"bench-{uuid.uuid4().hex[:6]}")
         principal = Principal(issued.account_id, issued.user_id)
         connection = c.connections.create(
             principal,
             provider="connectwise",
-            site_url=self.sim.url,
+            site_url=(sim or self.sim).url,
             company_id="ACME",
             credentials=CREDENTIALS,
         )
@@ -121,11 +122,14 @@ class Stack:
         assert connection.id is not None
         return issued.account_id, issued.token, connection.id
 
-    def sessions(self, account: tuple[int, str, int], count: int) -> list[int]:
-        """Sessions linked to fresh simulator tickets, made before any clock starts."""
+    def sessions(
+        self, account: tuple[int, str, int], count: int, sim: Simulator | None = None
+    ) -> list[int]:
+        """Sessions linked to fresh tickets of the simulator (or `sim`), made before any clock
+        starts."""
         account_id, _, connection_id = account
         with ThreadPoolExecutor(16) as pool:
-            tickets = list(pool.map(lambda _: self.sim.new_ticket(), range(count)))
+            tickets = list(pool.map(lambda _: (sim or self.sim).new_ticket(), range(count)))
         principal = Principal(account_id, self._user(account_id))
         return [
             self.container.sessions.create(
