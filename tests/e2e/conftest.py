@@ -74,7 +74,6 @@ def stack_env(
         WRITEBACK_RETRY_MAX_ATTEMPTS="3",
         # A lost step is noticed within seconds: beat sweeps every second.
         WRITEBACK_STEP_LEASE="5",
-        WRITEBACK_ENQUEUE_GRACE="5",
         WRITEBACK_SWEEP_INTERVAL="1",
         WRITEBACK_LOG_FORMAT="json",
         CELERY_BROKER_URL=broker_url,

@@ -35,9 +35,7 @@ TIGHT = {
     "WRITEBACK_VERIFY_BACKOFF": "0.05",
     "WRITEBACK_VERIFY_BACKOFF_MAX": "0.2",
     "WRITEBACK_STEP_LEASE": "20",
-    "WRITEBACK_ENQUEUE_GRACE": "5",
     "WRITEBACK_SWEEP_INTERVAL": "1",
-    "WRITEBACK_MAX_COUNTDOWN": "3",  # a longer Retry-After is parked in the database
     "WRITEBACK_PSA_RATE": "10000",  # one simulator tenant is shared by every scenario
 }
 

@@ -59,11 +59,11 @@ def new_database(admin_url: str) -> str:
 
 
 def start_simulator(vendor: str, logs: Path, name: str | None = None) -> tuple[Process, Simulator]:
-    """`python -m writeback.simulators.<vendor>` on a free port, once it answers."""
+    """`python -m writeback_simulators.<vendor>` on a free port, once it answers."""
     port = free_port()
     process = Process(
         name or f"{vendor}-simulator",
-        [sys.executable, "-m", f"writeback.simulators.{vendor}", "--port", str(port)],
+        [sys.executable, "-m", f"writeback_simulators.{vendor}", "--port", str(port)],
         dict(os.environ),
         logs,
     )
