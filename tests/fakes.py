@@ -427,7 +427,7 @@ class FakeRegistry:
     ) -> tuple[str, dict[str, Any] | None]:
         return site_url, dict(options) if options else None
 
-    def build(self, connection: PsaConnection) -> FakePsaProvider:
+    def build(self, connection: PsaConnection, requests: int = 1) -> FakePsaProvider:
         return self.provider
 
 

@@ -40,3 +40,18 @@ def test_the_gate_never_sleeps_it_says_when_a_token_is_due() -> None:
     # due in 2 s, spread over at most one more token's time so held jobs do not collide
     assert 2.0 <= caught.value.wait <= 4.0
     assert caught.value.failure is Failure.TRANSIENT
+
+
+def test_a_step_pays_for_its_requests_up_front_or_sends_none() -> None:
+    clock = Clock()
+    bucket, rate = LocalBucket(clock), Rate(1.0, 4)
+    budget = RequestBudget(bucket, {"connectwise": rate})
+    step = budget.gate("connectwise", "t", prepay=3)
+    step(), step(), step()  # one take of 3 tokens, then two prepaid requests
+    assert bucket.take("writeback:budget:connectwise:t", rate) == 0.0  # the 4th token is left
+    late = budget.gate("connectwise", "t", prepay=3)
+    with pytest.raises(BudgetWait) as caught:
+        late()  # 3 tokens are not there: nothing is taken, nothing sent
+    assert 3.0 <= caught.value.wait <= 4.0
+    clock.now += 3.0
+    late()  # now they are

@@ -13,6 +13,7 @@ from writeback.domain.model import Step
 
 TASK_PREFIX = "writeback."
 EPOCH_KEY = "writeback:broker-epoch"
+UNKNOWN_EPOCH = "unknown"
 
 
 def task_name(step: Step) -> str:
@@ -54,10 +55,20 @@ class CeleryJobQueue:
         return self._epoch.current() if self._epoch else self.DURABLE
 
     def new_message_id(self) -> str:
-        return f"{self._current()}.{uuid.uuid4()}"
+        """Never fails: with the broker unreachable the id carries no epoch, its send fails and
+        the job is held; should the send go through after all, the scheduler finds the id of
+        no epoch and sends the step again (the stale copy is skipped at its claim)."""
+        try:
+            epoch = self._current()
+        except redis.RedisError:
+            epoch = UNKNOWN_EPOCH
+        return f"{epoch}.{uuid.uuid4()}"
 
     def enqueue(self, job_id: str, step: Step, message_id: str) -> None:
         self._app.send_task(task_name(step), args=(job_id,), task_id=message_id)
 
     def lost(self, message_id: str) -> bool:
-        return message_id.split(".", 1)[0] != self._current()
+        try:
+            return message_id.split(".", 1)[0] != self._current()
+        except redis.RedisError:  # nothing can be proven while the broker is unreachable
+            return False

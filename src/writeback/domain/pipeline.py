@@ -105,6 +105,11 @@ class Done:
     also: Callable[[UnitOfWork], None] = lambda tx: None
 
 
+# What each step sends to the PSA when all goes well, paid from the tenant's budget up front:
+# the ticket read (and, resuming, the note search) and the post; a read and the change; a read.
+STEP_REQUESTS = {Step.POST_NOTE: 3, Step.TRANSITION_STATUS: 2, Step.VERIFY: 1}
+
+
 def note_text(job: WritebackJob) -> str:
     return f"{job.markdown}\n\n— {job.note_marker}"
 
@@ -408,7 +413,7 @@ class WritebackPipeline:
             raise ConnectionGone(
                 f"Session {ctx.job.session_id} has no active PSA connection any more."
             )
-        return self._registry.build(ctx.connection)
+        return self._registry.build(ctx.connection, STEP_REQUESTS.get(ctx.job.step, 1))
 
 
 def outcome_of(kind: JobKind, session: AiSession) -> str:

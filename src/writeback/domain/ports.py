@@ -67,7 +67,10 @@ class ProviderRegistry(Protocol):
         (InvalidInput names `options.<field>`)."""
         ...
 
-    def build(self, connection: PsaConnection) -> PsaProvider: ...
+    def build(self, connection: PsaConnection, requests: int = 1) -> PsaProvider:
+        """A provider for the connection; `requests` it is about to send are taken from the
+        tenant's budget at once (a spent budget raises BudgetWait before anything is sent)."""
+        ...
 
 
 class Drafter(Protocol):

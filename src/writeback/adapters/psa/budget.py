@@ -33,13 +33,14 @@ DEFAULT_RATES = {
 
 
 class Bucket(Protocol):
-    def take(self, key: str, rate: Rate) -> float:
-        """Take one token: 0.0 when granted, else the seconds until one is free (not taken)."""
+    def take(self, key: str, rate: Rate, count: int = 1) -> float:
+        """Take `count` tokens at once: 0.0 when granted, else the seconds until they are free
+        (none taken)."""
         ...
 
 
 _TAKE = """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rate, burst, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -47,7 +48,7 @@ local tokens = tonumber(state[1]) or burst
 local ts = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
 local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+if tokens >= count then tokens = tokens - count else wait = (count - tokens) / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
 return tostring(wait)
@@ -60,8 +61,8 @@ class RedisBucket:
     def __init__(self, client: redis.Redis) -> None:
         self._take = client.register_script(_TAKE)
 
-    def take(self, key: str, rate: Rate) -> float:
-        return float(self._take(keys=[key], args=[rate.per_second, rate.burst]))
+    def take(self, key: str, rate: Rate, count: int = 1) -> float:
+        return float(self._take(keys=[key], args=[rate.per_second, rate.burst, count]))
 
 
 class LocalBucket:
@@ -72,16 +73,16 @@ class LocalBucket:
         self._lock = threading.Lock()
         self._state: dict[str, tuple[float, float]] = {}
 
-    def take(self, key: str, rate: Rate) -> float:
+    def take(self, key: str, rate: Rate, count: int = 1) -> float:
         with self._lock:
             now = self._clock()
             tokens, ts = self._state.get(key, (float(rate.burst), now))
             tokens = min(rate.burst, tokens + max(0.0, now - ts) * rate.per_second)
             wait = 0.0
-            if tokens >= 1:
-                tokens -= 1
+            if tokens >= count:
+                tokens -= count
             else:
-                wait = (1 - tokens) / rate.per_second
+                wait = (count - tokens) / rate.per_second
             self._state[key] = (tokens, now)
             return wait
 
@@ -90,12 +91,21 @@ class RequestBudget:
     def __init__(self, bucket: Bucket, rates: dict[str, Rate]) -> None:
         self._bucket, self._rates = bucket, rates
 
-    def gate(self, provider: str, tenant: str) -> Callable[[], None]:
-        """What to call before each request to that tenant."""
+    def gate(self, provider: str, tenant: str, prepay: int = 1) -> Callable[[], None]:
+        """What to call before each request to that tenant. The first call takes `prepay`
+        tokens at once (what the step is about to send), so a step never spends part of the
+        budget on reads only to be held before its write, and come back to read again."""
         rate, key = self._rates[provider], f"writeback:budget:{provider}:{tenant}"
+        prepaid = 0
+        first = min(max(prepay, 1), rate.burst)
 
         def acquire() -> None:
-            wait = self._bucket.take(key, rate)
+            nonlocal prepaid, first
+            if prepaid > 0:
+                prepaid -= 1
+                return
+            count = first
+            wait = self._bucket.take(key, rate, count)
             if wait > 0:
                 # Spread over one more token's time, so the tenant's held jobs do not all come
                 # back for the same token.
@@ -103,5 +113,6 @@ class RequestBudget:
                     f"{provider} request budget for this tenant is spent",
                     wait + random.uniform(0, 1 / rate.per_second),
                 )
+            prepaid, first = count - 1, 1
 
         return acquire

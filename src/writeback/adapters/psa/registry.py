@@ -98,7 +98,8 @@ class ProviderRegistry:
                     raise InvalidInput(f"options.{name}", exc.message) from None
         return spec.api_url(site_url), given or None
 
-    def build(self, connection: PsaConnection) -> PsaProvider:
+    def build(self, connection: PsaConnection, requests: int = 1) -> PsaProvider:
+        """`requests`: what the caller is about to send, paid from the budget at once."""
         spec = self._specs[connection.provider]
         # The site URL is judged again at connect time: DNS answers may have changed since.
         try:
@@ -110,7 +111,7 @@ class ProviderRegistry:
         except CredentialSealError as exc:
             raise CredentialsUnreadable(str(exc), failed="credentials") from None
         tenant = f"{connection.site_url}|{connection.company_id}"
-        http = self._http.gated(self._budget.gate(connection.provider, tenant))
+        http = self._http.gated(self._budget.gate(connection.provider, tenant, requests))
         return spec.build(connection, credentials, ProviderContext(http, self._check_url))
 
 
