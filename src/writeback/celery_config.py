@@ -23,9 +23,11 @@ def build(settings: Settings) -> dict[str, Any]:
         # The job row is the truth; Celery results would only expire and mislead.
         "task_ignore_result": True,
         "result_backend": None,
-        # At-least-once: a task whose worker died runs again (every step is safe to run twice).
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
+        # The message is a doorbell, acknowledged as its step starts: the job row records the
+        # one message it waits for, and a step whose worker dies is recovered by its lease, not
+        # by broker redelivery. (Late acks also make kombu restore unacked messages as Redis
+        # goes away, which crashes the consumer: celery/kombu issues #970 and #582.)
+        "task_acks_late": False,
         "worker_prefetch_multiplier": 1,
         # Flower sees tasks only with these events on.
         "worker_send_task_events": True,
@@ -92,7 +94,4 @@ def _amqp_options(settings: Settings) -> dict[str, Any]:
         "task_default_delivery_mode": "persistent",
         # The API's enqueue returns only once the broker has the message.
         "broker_transport_options": {"confirm_publish": True},
-        # A lost connection means RabbitMQ redelivers every unacked message at once: stop the
-        # running copies rather than race them (every step is safe to run again).
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
     }

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # The job row counts attempts and schedules waits; Celery only retries while the database is
 # unreachable, keeping the message (and its id) until it can be claimed.
-STEP_TASK_OPTIONS: dict[str, Any] = {"bind": True, "max_retries": None, "acks_late": True}
+STEP_TASK_OPTIONS: dict[str, Any] = {"bind": True, "max_retries": None}
 DATABASE_RETRY_SECONDS = 5
 
 
