@@ -27,6 +27,8 @@ class Connection(Out):
     provider: str
     site_url: str
     company_id: str
+    # Per-provider options as given (accept version, picklist labels, auth URL, ...).
+    options: dict[str, Any] | None = None
     is_active: bool
     created_at: datetime
 
