@@ -1,8 +1,8 @@
-"""6. Load under a tenant's PSA request budget (issue 14).
+"""8. Load under a tenant's PSA request budget (issue 14).
 
-6a. Tenant B's job latency behind tenant A's batch / B's latency alone, both at the same budget
+8a. Tenant B's job latency behind tenant A's batch / B's latency alone, both at the same budget
     rate, B on a PSA site of its own (its own budget). Target <= 2.
-6b. `writeback repost-stuck` over N stuck escalations of one tenant at its budget rate: the
+8b. `writeback repost-stuck` over N stuck escalations of one tenant at its budget rate: the
     measured jobs/s / the budget's pace (rate / PSA calls per job), with the projected time of a
     10,000-job repost.
 """
@@ -35,7 +35,7 @@ def _count(stack: Stack, account_id: int, state: str) -> int:
 
 
 def tenant_fairness(stack: Stack, batch: int, rate: float) -> list[Figure]:
-    """6a. B's latency behind A's `batch` / B's latency alone, at `rate` requests/s."""
+    """8a. B's latency behind A's `batch` / B's latency alone, at `rate` requests/s."""
     process, sim_b = start_simulator("connectwise", stack.logs, "simulator-b")
     a, b = stack.account(), stack.account(sim=sim_b)
     a_sessions = stack.sessions(a, batch)
@@ -61,7 +61,7 @@ def tenant_fairness(stack: Stack, batch: int, rate: float) -> list[Figure]:
         process.stop()
     return [
         Figure(
-            f"6a. tenant B latency behind A's {batch} at {rate:g}/s",
+            f"8a. tenant B latency behind A's {batch} at {rate:g}/s",
             behind,
             "s",
             statistics.median(alone),
@@ -72,7 +72,7 @@ def tenant_fairness(stack: Stack, batch: int, rate: float) -> list[Figure]:
 
 
 def repost_throughput(stack: Stack, stuck: int, rate: float) -> list[Figure]:
-    """6b. repost-stuck jobs/s over `stuck` escalations of one tenant at `rate` requests/s / the
+    """8b. repost-stuck jobs/s over `stuck` escalations of one tenant at `rate` requests/s / the
     budget's pace."""
     account = stack.account()
     sessions = stack.sessions(account, stuck)
@@ -101,7 +101,7 @@ def repost_throughput(stack: Stack, stuck: int, rate: float) -> list[Figure]:
     hours = 10_000 / measured / 3600
     return [
         Figure(
-            f"6b. repost-stuck of {stuck} at {rate:g}/s (10,000: {hours:.1f} h)",
+            f"8b. repost-stuck of {stuck} at {rate:g}/s (10,000: {hours:.1f} h)",
             measured,
             "jobs/s",
             rate / CALLS_PER_JOB,

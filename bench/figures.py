@@ -90,7 +90,7 @@ def pipeline_overhead(stack: Stack, jobs: int) -> list[Figure]:
 
 
 def job_latency(stack: Stack, samples: int) -> list[Figure]:
-    """6. p50 latency of one job, POST to succeeded, on an idle system with an instant PSA /
+    """7. p50 latency of one job, POST to succeeded, on an idle system with an instant PSA /
     p50 latency of one bare 5-task chain on the same broker (each sample alone)."""
     account = stack.account()
     sessions = stack.sessions(account, samples)
@@ -123,7 +123,7 @@ def job_latency(stack: Stack, samples: int) -> list[Figure]:
     producer.close()
     return [
         Figure(
-            "6. p50 latency of one job (POST -> succeeded)",
+            "7. p50 latency of one job (POST -> succeeded)",
             statistics.median(latencies) * 1000,
             "ms",
             statistics.median(chains) * 1000,
