@@ -20,12 +20,13 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from writeback.adapters.db.tables import writeback_jobs
+from writeback.domain.model import IN_FLIGHT_STATES, JobState
 
 # Counted from the database: in flight (small, indexed) and failed (indexed); succeeded jobs
 # are a growing table, so their rate comes from the worker's counter instead.
-COUNTED_STATES = ("queued", "running", "retrying", "failed")
+COUNTED_STATES = tuple(str(state) for state in (*IN_FLIGHT_STATES, JobState.FAILED))
 # Jobs waiting for a retry, and failed ones, carry the code of what went wrong.
-CODED_STATES = ("retrying", "failed")
+CODED_STATES = (str(JobState.RETRYING), str(JobState.FAILED))
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SINGLE_PROCESS_POOLS = ("threads", "thread", "solo", "eventlet", "gevent")
 
