@@ -154,12 +154,11 @@ class FakeJobs:
         others = [
             j for j in self.s.jobs.values() if j.id != job.id and j.session_id == job.session_id
         ]
-        if (
-            any(j.in_flight for j in others)
-            and job.in_flight
-            or any(j.kind is job.kind and _closes_session(j) for j in others)
-            and _closes_session(job)
-        ):
+        second_in_flight = job.in_flight and any(j.in_flight for j in others)
+        second_close = _closes_session(job) and any(
+            j.kind is job.kind and _closes_session(j) for j in others
+        )
+        if second_in_flight or second_close:
             blocking = self.blocking(job.session_id, job.kind, excluding=job.id)
             assert blocking is not None
             raise closed_conflict(blocking)
