@@ -40,9 +40,10 @@ def build(settings: Settings) -> dict[str, Any]:
             "sweep": {
                 "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval,
-                # A tick nobody ran in time is replaced by the next one: ticks never pile up
-                # behind a stopped worker.
-                "options": {"expires": settings.sweep_interval},
+                # A tick nobody ran in time is replaced by the next ones: at most a few pile
+                # up behind a stopped worker, and one a busy or reconnecting worker receives
+                # a little late still runs.
+                "options": {"expires": max(5 * settings.sweep_interval, 5.0)},
             }
         },
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),

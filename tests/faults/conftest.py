@@ -26,6 +26,9 @@ from tests.faults.outcomes import finished, jobs_off, notes_off
 from tests.servers import PrivatePostgres, PrivateRedis
 from tests.support import Api, Simulator
 
+# What a process's log says when something went wrong (JSON levels and Celery's own banners).
+TROUBLE = ('"WARNING"', '"ERROR"', '"CRITICAL"', "Traceback", "Unrecoverable", "exited")
+
 # Not about defaults: quick timeouts, a sweep every second, a lease a step fits in with room.
 TIGHT = {
     "WRITEBACK_PSA_TIMEOUT": "2",
@@ -86,8 +89,22 @@ class Deployment:
             job = self.client.get(f"/jobs/{job_id}")
             raise AssertionError(
                 f"job {job_id} not finished within {timeout} s: state {job['state']}, "
-                f"step {job['step']}, attempts {job['attempts']}, error {job['error']}"
+                f"step {job['step']}, attempts {job['attempts']}, error {job['error']}\n"
+                + self.trouble()
             ) from None
+
+    def trouble(self) -> str:
+        """The warnings and errors the stack's processes logged: what a failure report needs
+        when the scenario ran on a machine whose logs are gone."""
+        lines = []
+        for path in sorted(self.logs.glob("*.log")):
+            noted = [
+                line[:400]
+                for line in path.read_text(errors="replace").splitlines()
+                if any(mark in line for mark in TROUBLE)
+            ]
+            lines += [f"--- {path.name}: {len(noted)} lines", *noted[-15:]]
+        return "\n".join(lines)
 
 
 def deploy(env: dict[str, str], sim: Simulator, logs: Path, name: str) -> Deployment:

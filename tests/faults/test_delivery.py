@@ -119,4 +119,4 @@ def test_a_double_submit_hammered_across_finalize_makes_one_job_and_one_note(
             f"already_resolved, e.g. {wrong[0]}"
         )
     problems += jobs_off(d.settled(accepted, timeout=60)) + notes_off(d.sim, [ticket])
-    assert not problems, f"session {session}: " + "; ".join(problems)
+    assert not problems, f"session {session}: " + "; ".join(problems) + "\n" + d.trouble()

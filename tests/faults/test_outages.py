@@ -65,7 +65,7 @@ def test_a_redis_restart_with_30_jobs_in_flight_loses_and_duplicates_none(
     own_redis.start()
 
     problems = jobs_off(d.settled(jobs, timeout=120)) + notes_off(d.sim, tickets)
-    assert not problems, "after a Redis restart: " + "; ".join(problems)
+    assert not problems, "after a Redis restart: " + "; ".join(problems) + "\n" + d.trouble()
 
 
 def _outage_answer(d: Deployment, method: str, path: str, job_id: str = "") -> str | None:
@@ -106,4 +106,4 @@ def test_a_postgres_restart_with_jobs_in_flight_answers_503_and_loses_nothing(
     late = d.client.start(waiting_session)["job_id"]  # the outage is over: accepted now
     problems += jobs_off(d.settled([*jobs, late], timeout=120))
     problems += notes_off(d.sim, [*tickets, waiting_ticket])
-    assert not problems, "; ".join(problems)
+    assert not problems, "; ".join(problems) + "\n" + d.trouble()
