@@ -39,6 +39,7 @@ from writeback.domain.model import (
     PsaConnection,
     StatusMapping,
     Step,
+    StepLoad,
     Ticket,
     User,
     WritebackJob,
@@ -171,6 +172,15 @@ class FakeJobs:
 
     def get(self, job_id: str, account_id: int | None = None) -> WritebackJob | None:
         return copy.deepcopy(_owned(self.s.jobs.get(job_id), account_id))
+
+    def for_step(self, job_id: str) -> StepLoad | None:
+        job = self.get(job_id)
+        if job is None:
+            return None
+        session = self.s.sessions.get(job.session_id)
+        connection_id = session.psa_connection_id if session else None
+        connection = self.s.connections.get(connection_id) if connection_id else None
+        return StepLoad(job, copy.deepcopy(session), copy.deepcopy(connection))
 
     def save(self, job: WritebackJob) -> bool:
         stored = self.s.jobs.get(job.id)

@@ -134,6 +134,11 @@ def build(
         leases=LeaseKeeper(uow=uow, clock=utcnow, lease=policy.step_lease),
         clock=utcnow,
         sleep=time.sleep,
+        claims=partial(
+            SqlAlchemyUnitOfWork,
+            session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")),
+            feed,
+        ),
     )
 
     return Container(

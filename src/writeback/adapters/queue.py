@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import redis
+from cachetools import TTLCache
 from celery import Celery
 
 from writeback import celery_config
@@ -31,10 +33,24 @@ class BrokerEpoch:
     loses every queued message, and the random epoch key with them. A message id carries the
     epoch it was sent in, so a message sent in an earlier epoch is provably gone."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, ttl: float = 1.0) -> None:
         self._client = client
+        # Read once a second per process, not once a message. A message sent in the second
+        # after a restart may carry the old epoch: the scheduler then sends it again and the
+        # copy that arrives second is skipped at its claim.
+        self._cache: TTLCache[str, str] = TTLCache(maxsize=1, ttl=ttl)
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe on their own
 
     def current(self) -> str:
+        with self._lock:
+            epoch = self._cache.get(EPOCH_KEY)
+        if epoch is None:
+            epoch = self._read()
+            with self._lock:
+                self._cache[EPOCH_KEY] = epoch
+        return epoch
+
+    def _read(self) -> str:
         value = self._client.get(EPOCH_KEY)
         if value is None:  # a new broker: the first to ask starts its epoch
             self._client.set(EPOCH_KEY, uuid.uuid4().hex[:12], nx=True)

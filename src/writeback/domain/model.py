@@ -6,7 +6,7 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from writeback.domain.errors import AlreadyClosed, Conflict, JobInFlight
 
@@ -439,3 +439,12 @@ class JobEvent:
     event: str
     detail: dict[str, Any] = field(default_factory=dict)
     id: int | None = None
+
+
+class StepLoad(NamedTuple):
+    """What a step's claim reads at once: the job, its session (None: deleted meanwhile) and
+    the session's PSA connection (None: a local session, or the connection is gone)."""
+
+    job: WritebackJob
+    session: AiSession | None
+    connection: PsaConnection | None

@@ -27,6 +27,7 @@ from writeback.domain.model import (
     PsaConnection,
     StatusMapping,
     Step,
+    StepLoad,
     Ticket,
     User,
     WritebackJob,
@@ -155,6 +156,10 @@ class JobRepository(Protocol):
         ...
 
     def get(self, job_id: str, account_id: int | None = None) -> WritebackJob | None: ...
+
+    def for_step(self, job_id: str) -> StepLoad | None:
+        """The job, its session and the session's connection, in one read."""
+        ...
 
     def save(self, job: WritebackJob) -> bool:
         """Write the job's transition if nobody changed it since it was loaded."""

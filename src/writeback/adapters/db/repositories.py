@@ -32,6 +32,7 @@ from writeback.domain.model import (
     PsaConnection,
     StatusMapping,
     Step,
+    StepLoad,
     User,
     WritebackJob,
     closed_conflict,
@@ -166,7 +167,7 @@ class SqlSessionRepository:
 
 
 def _job(row: Any) -> WritebackJob:
-    data = dict(row._mapping)
+    data = dict(row if isinstance(row, dict) else row._mapping)
     data.update(kind=JobKind(data["kind"]), state=JobState(data["state"]), step=Step(data["step"]))
     return WritebackJob(**data, loaded_version=data["version"])
 
@@ -181,6 +182,28 @@ _MUTABLE = [
     for c in jobs_t.columns
     if c.name not in {"id", "account_id", "session_id", "kind", "tenant", "created_at"}
 ]
+# The hot path's statements, built once: building a statement costs more CPU than its round
+# trip, and a prebuilt one keeps its cache key.
+_SAVE = (
+    sa.update(jobs_t)
+    .where(jobs_t.c.id == sa.bindparam("job_id"))
+    .where(jobs_t.c.version == sa.bindparam("loaded_version"))
+    .values({name: sa.bindparam(f"new_{name}") for name in _MUTABLE})
+)
+_PARTS = ((jobs_t, "j_"), (tables.ai_sessions, "s_"), (tables.psa_connections, "c_"))
+_FOR_STEP = (
+    sa.select(*(c.label(prefix + c.name) for table, prefix in _PARTS for c in table.c))
+    .select_from(
+        jobs_t.outerjoin(
+            tables.ai_sessions, tables.ai_sessions.c.id == jobs_t.c.session_id
+        ).outerjoin(
+            tables.psa_connections,
+            tables.psa_connections.c.id == tables.ai_sessions.c.psa_connection_id,
+        )
+    )
+    .where(jobs_t.c.id == sa.bindparam("job_id"))
+)
+_ADD_EVENT = sa.insert(tables.job_events)
 # Each matches a partial index exactly (tables.HELD, SENT, RUNNING).
 _HELD = sa.text(tables.HELD)
 _SENT = sa.text(tables.SENT)
@@ -214,15 +237,26 @@ class SqlJobRepository:
         row = self._s.execute(query).first()
         return _job(row) if row else None
 
+    def for_step(self, job_id: str) -> StepLoad | None:
+        """The job with its session and that session's connection: one joined read."""
+        row = self._s.execute(_FOR_STEP, {"job_id": job_id}).first()
+        if row is None:
+            return None
+        job, session, connection = (
+            {c.name: row._mapping[prefix + c.name] for c in table.c} for table, prefix in _PARTS
+        )
+        return StepLoad(
+            _job(job),
+            AiSession(**session) if session["id"] is not None else None,
+            PsaConnection(**connection) if connection["id"] is not None else None,
+        )
+
     def save(self, job: WritebackJob) -> bool:
         """Write the job's transition; False when someone else changed it since it was loaded."""
-        stmt = (
-            sa.update(jobs_t)
-            .where(jobs_t.c.id == job.id, jobs_t.c.version == job.loaded_version)
-            .values({name: getattr(job, name) for name in _MUTABLE})
-        )
+        params = {f"new_{name}": getattr(job, name) for name in _MUTABLE}
+        params.update(job_id=job.id, loaded_version=job.loaded_version)
         try:
-            saved = self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+            saved = self._s.execute(_SAVE, params).rowcount == 1  # type: ignore[attr-defined]
         except IntegrityError:  # a requeue while another job of the session is open
             self._s.rollback()
             raise self._conflict(job) from None
@@ -352,13 +386,14 @@ class SqlJobRepository:
 
     def add_event(self, event: JobEvent) -> None:
         self._s.execute(
-            sa.insert(tables.job_events).values(
-                job_id=event.job_id,
-                at=event.at,
-                step=str(event.step),
-                event=event.event,
-                detail=event.detail,
-            )
+            _ADD_EVENT,
+            {
+                "job_id": event.job_id,
+                "at": event.at,
+                "step": str(event.step),
+                "event": event.event,
+                "detail": event.detail,
+            },
         )
 
     def events(self, job_id: str, after_id: int = 0) -> list[JobEvent]:
