@@ -96,7 +96,11 @@ class Deployment:
     def trouble(self) -> str:
         """The warnings and errors the stack's processes logged: what a failure report needs
         when the scenario ran on a machine whose logs are gone."""
-        lines = []
+        processes = [self.stack.worker, self.stack.beat, self.stack.api, self.stack.flower]
+        lines = [
+            f"{p.name}: " + ("running" if p.popen.poll() is None else f"exited {p.popen.poll()}")
+            for p in processes
+        ]
         for path in sorted(self.logs.glob("*.log")):
             noted = [
                 line[:400]
