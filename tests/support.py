@@ -126,6 +126,11 @@ class Process:
 
         wait_until(seen, timeout, interval=0.1)
 
+    @property
+    def exited(self) -> bool:
+        """It ended on its own: not stopped or killed from here."""
+        return not self._log.closed and self.popen.poll() is not None
+
     def kill(self) -> None:
         """SIGKILL the whole process group: a worker dying without a word."""
         os.killpg(self.popen.pid, signal.SIGKILL)
@@ -145,10 +150,16 @@ class Process:
 
 
 def celery_worker(
-    env: dict[str, str], log_dir: Path, name: str = "worker", *, beat: bool = False
+    env: dict[str, str],
+    log_dir: Path,
+    name: str = "worker",
+    *,
+    beat: bool = False,
+    wait: bool = True,
 ) -> Process:
     """The worker as docker-compose.yml runs it, with a unique name and a quicker start; with
-    `beat`, the scheduler's tick runs inside it (held waits and admission need it)."""
+    `beat`, the scheduler's tick runs inside it (held waits and admission need it); with
+    `wait`, once it is ready."""
     args = [
         *compose_command("worker"),
         *(["--beat"] if beat else []),
@@ -158,7 +169,8 @@ def celery_worker(
         f"{name}-{uuid.uuid4().hex[:6]}@%h",
     ]
     worker = Process(name, args, env, log_dir)
-    worker.wait_for_log("ready.")
+    if wait:
+        worker.wait_for_log("ready.")
     return worker
 
 

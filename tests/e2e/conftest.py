@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,15 +128,40 @@ class Stack:
         self.flower = Process(f"{name}-flower", flower, self.env, logs)
         self.worker = celery_worker(self.env, logs, f"{name}-worker")
         self._logs, self._name = logs, name
+        self._lock, self._stopping, self.restarts = threading.Lock(), False, 0
+        threading.Thread(target=self._supervise, name=f"{name}-restarts", daemon=True).start()
         wait_until(lambda: _up(f"{self.url}/readyz"), timeout=30)
         wait_until(lambda: _up(f"{self.flower_url}/healthcheck"), timeout=30)
 
+    def _supervise(self) -> None:
+        """What `restart: unless-stopped` in docker-compose.yml does for the worker and beat: one
+        that exits on its own is started again. (Celery exits on an unrecoverable consumer
+        error, which kombu can raise when Redis goes away under it.)"""
+        while not self._stopping:
+            time.sleep(0.5)
+            with self._lock:
+                if self._stopping:
+                    return
+                if self.worker.exited:
+                    self.worker.stop()
+                    self.restarts += 1
+                    name = f"{self._name}-worker-restart{self.restarts}"
+                    self.worker = celery_worker(self.env, self._logs, name, wait=False)
+                if self.beat.exited:
+                    self.beat.stop()
+                    self.restarts += 1
+                    name = f"{self._name}-beat-restart{self.restarts}"
+                    self.beat = Process(name, compose_command("beat"), self.env, self._logs)
+
     def replace_worker(self) -> None:
         """SIGKILL the worker (it dies without a word) and start a fresh one."""
-        self.worker.kill()
-        self.worker = celery_worker(self.env, self._logs, f"{self._name}-worker2")
+        with self._lock:
+            self.worker.kill()
+            self.worker = celery_worker(self.env, self._logs, f"{self._name}-worker2")
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
         for process in (self.worker, self.beat, self.flower, self.api):
             process.stop()
 
