@@ -33,6 +33,8 @@ def deployment_env(database_url: str, queue: str, data_dir: Path, **extra: str) 
         **os.environ,
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": REDIS_URL,
+        # As docker-compose.yml: the budget and the job feed in Redis whatever the broker.
+        "WRITEBACK_REDIS_URL": REDIS_URL,
         "WRITEBACK_QUEUE": queue,
         "WRITEBACK_SECRET_KEYS": Fernet.generate_key().decode(),
         "WRITEBACK_DATA_DIR": str(data_dir),

@@ -3,6 +3,7 @@ services. Nothing here runs at import time; each process builds its own containe
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -32,7 +33,7 @@ from writeback.adapters.psa.budget import (
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
 from writeback.adapters.queue import BrokerEpoch, CeleryJobQueue, create_celery_app
-from writeback.config import Settings, load_settings
+from writeback.config import Settings, is_redis, load_settings
 from writeback.domain.accounts import AccountService
 from writeback.domain.connections import ConnectionService
 from writeback.domain.drafting import Drafting, DraftPolicy
@@ -46,6 +47,8 @@ from writeback.domain.scheduler import Scheduler
 from writeback.domain.sessions import SessionService
 from writeback.domain.status_targets import StatusCatalog
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Container:
@@ -57,6 +60,7 @@ class Container:
     read_uow: UnitOfWorkFactory
     sealer: FernetSealer
     rates: dict[str, Rate]  # each PSA's request budget per tenant
+    bucket: Bucket  # where the budgets are kept: Redis, shared by every process, or in-process
     registry: ProviderRegistry
     celery: Celery
     queue: CeleryJobQueue
@@ -100,7 +104,7 @@ def build(
             max_overflow=overflow,
         )
     )
-    rates = _rates(settings)
+    rates, bucket = _rates(settings), _bucket(settings)
     keys = settings.secret_keys or (load_or_create_key_file(settings.secret_key_file),)
     sealer = FernetSealer(keys)
     metrics = WorkerMetrics()
@@ -108,7 +112,7 @@ def build(
         default_specs(cw_process_notifications=settings.cw_process_notifications),
         sealer=sealer,
         http=HttpClient(settings.psa_timeout, observer=metrics.observe_psa_answer),
-        budget=RequestBudget(_bucket(settings), rates),
+        budget=RequestBudget(bucket, rates),
         host_policy=settings.psa_host_policy,
     )
     celery = celery_app or create_celery_app(settings)
@@ -149,6 +153,7 @@ def build(
         read_uow=read_uow,
         sealer=sealer,
         rates=rates,
+        bucket=bucket,
         registry=registry,
         celery=celery,
         queue=queue,
@@ -173,20 +178,16 @@ def build(
 
 
 def _feed(settings: Settings) -> JobFeed:
-    """Through Redis when the broker is Redis (every API process sees the worker's
-    versions); in-process otherwise."""
-    if _is_redis(settings.broker_url):
-        return RedisJobFeed(redis.Redis.from_url(settings.broker_url, socket_timeout=5))
+    """Through Redis when there is one (every API process sees the worker's versions);
+    in-process otherwise."""
+    if settings.redis_url:
+        return RedisJobFeed(redis.Redis.from_url(settings.redis_url, socket_timeout=5))
     return LocalJobFeed()
-
-
-def _is_redis(url: str) -> bool:
-    return url.startswith(("redis://", "rediss://"))
 
 
 def _broker_epoch(settings: Settings) -> BrokerEpoch | None:
     """Only a Redis broker loses its messages when it restarts (it keeps nothing on disk)."""
-    if _is_redis(settings.broker_url):
+    if is_redis(settings.broker_url):
         return BrokerEpoch(redis.Redis.from_url(settings.broker_url))
     return None
 
@@ -199,9 +200,14 @@ def _rates(settings: Settings) -> dict[str, Rate]:
 
 
 def _bucket(settings: Settings) -> Bucket:
-    """Shared by all workers through Redis when the broker is Redis; per process otherwise."""
-    if _is_redis(settings.broker_url):
-        return RedisBucket(redis.Redis.from_url(settings.broker_url))
+    """Shared by every worker through Redis when there is one; per process otherwise."""
+    if settings.redis_url:
+        return RedisBucket(redis.Redis.from_url(settings.redis_url))
+    if not settings.uses_filesystem_broker:
+        log.warning(
+            "no WRITEBACK_REDIS_URL: each process keeps its own PSA request budget, so several "
+            "workers together may exceed a PSA's rate limit"
+        )
     return LocalBucket()
 
 

@@ -58,6 +58,7 @@ class Environment(BaseModel):
     data_dir: Path = Field(Path(".writeback"), alias="WRITEBACK_DATA_DIR")
     database_url: str | None = Field(None, alias="DATABASE_URL")
     broker_url: str = Field("filesystem://", alias="CELERY_BROKER_URL")
+    redis_url: str | None = Field(None, alias="WRITEBACK_REDIS_URL", pattern=r"^rediss?://")
     secret_keys: CommaList = Field((), alias="WRITEBACK_SECRET_KEYS")
     anthropic_api_key: str | None = Field(None, alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")
@@ -142,6 +143,9 @@ class Settings:
     data_dir: Path
     database_url: str
     broker_url: str
+    # What every process must share besides the broker: the PSA request budget and the job
+    # feed. The broker itself when it is Redis; None: each process keeps its own.
+    redis_url: str | None
     secret_keys: tuple[str, ...]
     secret_key_file: Path
     anthropic_api_key: str | None
@@ -179,6 +183,10 @@ class Settings:
     @property
     def uses_filesystem_broker(self) -> bool:
         return self.broker_url.startswith("filesystem://")
+
+
+def is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -231,6 +239,7 @@ def _settings(raw: Environment) -> Settings:
         data_dir=data_dir,
         database_url=raw.database_url or f"sqlite:///{data_dir / 'writeback.db'}",
         broker_url=raw.broker_url,
+        redis_url=raw.redis_url or (raw.broker_url if is_redis(raw.broker_url) else None),
         secret_keys=raw.secret_keys,
         secret_key_file=data_dir / "secret.key",
         anthropic_api_key=raw.anthropic_api_key,

@@ -1,4 +1,4 @@
-"""The request budget is shared by every worker through Redis."""
+"""The request budget and the job feed are shared by every process through Redis."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import pytest
 import redis
 
 from tests.support import REDIS_URL
-from writeback.adapters.psa.budget import Rate, RedisBucket
+from writeback import bootstrap
+from writeback.adapters.psa.budget import Rate, RedisBucket, RequestBudget
+from writeback.domain.errors import BudgetWait
+from writeback.domain.model import JobKind, JobState, WritebackJob, utcnow
 
 pytestmark = pytest.mark.integration
 
@@ -27,3 +30,27 @@ def test_workers_share_one_bucket_per_tenant() -> None:
     finally:
         client.delete(key)
         client.close()
+
+
+def test_on_any_broker_every_process_shares_the_budget_and_the_job_feed(
+    container: bootstrap.Container,
+) -> None:
+    """Two processes of one deployment (here two containers): with RabbitMQ as the broker,
+    WRITEBACK_REDIS_URL still gives them one budget per tenant and one view of the jobs."""
+    other = bootstrap.build(container.settings)
+    tenant, rate = f"test-{uuid.uuid4().hex}", Rate(per_second=1.0, burst=1)
+    budget_of = {
+        "one": RequestBudget(container.bucket, {"connectwise": rate}),
+        "other": RequestBudget(other.bucket, {"connectwise": rate}),
+    }
+    now = utcnow()
+    job = WritebackJob(1, 1, JobKind.RESOLVE, tenant, now, now, state=JobState.RUNNING)
+    try:
+        budget_of["one"].gate("connectwise", tenant)()  # the tenant's one request this second
+        with pytest.raises(BudgetWait):
+            budget_of["other"].gate("connectwise", tenant)()
+        container.feed.publish(job, ())
+        seen = other.feed.version(job.id)
+        assert seen is not None and seen == container.feed.version(job.id)
+    finally:
+        other.close()

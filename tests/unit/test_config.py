@@ -57,6 +57,7 @@ def test_timings_under_which_a_live_step_could_be_taken_over_are_refused(
         ("WRITEBACK_REDACT_PATTERNS", "not json"),
         ("WRITEBACK_METRICS_PORT", "70000"),
         ("WRITEBACK_TENANT_SLOTS", "0"),
+        ("WRITEBACK_REDIS_URL", "amqp://guest@127.0.0.1//"),
     ],
 )
 def test_a_malformed_variable_stops_start_up_naming_it(name: str, value: str) -> None:
@@ -76,3 +77,14 @@ def test_the_process_environment_is_read_with_empty_values_unset(
     assert settings.retry.tenant_slots == 9 and settings.psa_rate is None
     assert settings.secret_keys == ("k1", "k2")
     assert settings.redact_patterns == ("ticket-\\d+",)
+
+
+def test_the_budget_and_feed_redis_is_the_broker_unless_named(tmp_path: Path) -> None:
+    def redis_url(**env: str) -> str | None:
+        return load_settings({"WRITEBACK_DATA_DIR": str(tmp_path), **env}).redis_url
+
+    assert redis_url(CELERY_BROKER_URL="redis://r:6379/0") == "redis://r:6379/0"
+    assert redis_url(CELERY_BROKER_URL="amqp://g@q//") is None  # each process its own
+    assert redis_url() is None  # the embedded defaults: one process of each
+    named = {"CELERY_BROKER_URL": "amqp://g@q//", "WRITEBACK_REDIS_URL": "rediss://r:6380/1"}
+    assert redis_url(**named) == "rediss://r:6380/1"
