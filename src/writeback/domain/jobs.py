@@ -130,8 +130,7 @@ class JobService:
     # Helpers
 
     def _admit_if_free(self, tx: UnitOfWork, job: WritebackJob) -> str | None:
-        """Straight to the broker when the tenant has a free slot; else held for the scheduler.
-        Two concurrent admissions may overshoot the slots by one: a soft bound is enough."""
+        """Straight to the broker when the tenant has a free slot; else held for the scheduler."""
         if tx.jobs.occupied_slots(job.tenant) >= self.policy.tenant_slots:
             return None
         message_id = self.queue.new_message_id()

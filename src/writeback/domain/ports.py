@@ -172,7 +172,8 @@ class JobRepository(Protocol):
     ) -> WritebackJob | None: ...
 
     def occupied_slots(self, tenant: str) -> int:
-        """The tenant's jobs with a message out: in the broker, or running under it."""
+        """The tenant's jobs with a message out: in the broker, or running under it. Admitting
+        transactions that count it take their turns, so the slots are a hard bound."""
         ...
 
     def tenants_waiting(self, now: datetime) -> dict[str, int]:

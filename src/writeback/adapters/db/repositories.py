@@ -303,6 +303,10 @@ class SqlJobRepository:
         return _job(row) if row else None
 
     def occupied_slots(self, tenant: str) -> int:
+        """Counted under the tenant's admission lock, held until this transaction ends: two
+        admissions never both take the tenant's last slot. (SQLite runs one writer at a time.)"""
+        if self._s.get_bind().dialect.name == "postgresql":
+            self._s.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(tenant))))
         query = sa.select(sa.func.count()).where(jobs_t.c.tenant == tenant, _SENT)
         return int(self._s.scalar(query) or 0)
 
