@@ -44,7 +44,7 @@ def _up(url: str) -> bool:
 
 
 class Stack:
-    def __init__(self, logs: Path, concurrency: int) -> None:
+    def __init__(self, logs: Path, concurrency: int, *, admission: bool = False) -> None:
         self.logs = logs
         self.database_url = create_database("wb_bench")
         self.queue = f"wb-bench-{uuid.uuid4().hex[:8]}"
@@ -54,9 +54,9 @@ class Stack:
             logs / "data",
             WRITEBACK_WORKER_CONCURRENCY=str(concurrency),
             WRITEBACK_PSA_TIMEOUT="10",
-            # measure the pipeline, not the tenant's budget or admission slots
+            # measure the pipeline, not the tenant's budget or (unless asked) admission slots
             WRITEBACK_PSA_RATE="1000000",
-            WRITEBACK_TENANT_SLOTS="100000",
+            **({} if admission else {"WRITEBACK_TENANT_SLOTS": "100000"}),
         )
         sim_port, api_port = free_port(), free_port()
         self.sim = Simulator(f"http://127.0.0.1:{sim_port}")
