@@ -157,3 +157,23 @@ def fuzz_client(container: bootstrap.Container) -> tuple[FlaskClient, dict[str, 
 
     api = new_api(container, create_app(container).test_client())
     return create_app(container).test_client(), api.token_header
+
+
+@pytest.mark.parametrize("session_id", ["0", "2147483648", "15816705776", "9" * 40])
+def test_an_id_out_of_range_is_not_found_whatever_the_method(
+    api: Api, flask_client: FlaskClient, session_id: str
+) -> None:
+    """Not 405: Werkzeug's own int converter rejects such an id while matching, and then
+    answers 405 to every method but GET (a schemathesis run found it on PATCH)."""
+    path = f"/api/v1/ai-sessions/{session_id}"
+    assert flask_client.get(path, headers=api.token_header).status_code == 404
+    patch = flask_client.patch(path, json={"psa_ticket_id": "42"}, headers=api.token_header)
+    assert patch.status_code == 404, patch.get_data(as_text=True)
+    post = flask_client.post(f"{path}/resolution-note/post", json={}, headers=api.token_header)
+    assert post.status_code == 404
+    board = flask_client.put(
+        f"/api/v1/psa-connections/{session_id}/status-map",
+        json={"mappings": []},
+        headers=api.token_header,
+    )
+    assert board.status_code == 404, board.get_data(as_text=True)

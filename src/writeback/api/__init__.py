@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 from flask_cors import CORS
+from werkzeug.routing import IntegerConverter
 
 from writeback import bootstrap
 from writeback.adapters.metrics import api_metrics
@@ -27,9 +28,22 @@ CORS_HEADERS = {
 }
 
 
+class RowId(IntegerConverter):
+    """`int(min=…, max=…)` in our routes: an id out of range is a row that does not exist, so
+    every method answers 404. Werkzeug's own converter rejects it while matching, and then
+    answers 405 to any method but GET, because the GET rule's pattern matched the URL."""
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if self.max is not None and number > self.max:
+            return int(self.max) + 1
+        return number
+
+
 def create_app(container: bootstrap.Container | None = None) -> Flask:
     container = container or bootstrap.build()
     app = Flask(__name__)
+    app.url_map.converters["int"] = RowId  # before any route is added
     app.config["MAX_CONTENT_LENGTH"] = container.settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["writeback"] = container
