@@ -123,6 +123,18 @@ ai_sessions = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
+
+def _partial(name: str, *columns: str, where: str, unique: bool = False) -> sa.Index:
+    """An index over the rows matching `where` only, on PostgreSQL and SQLite alike."""
+    return sa.Index(
+        name,
+        *columns,
+        unique=unique,
+        postgresql_where=sa.text(where),
+        sqlite_where=sa.text(where),
+    )
+
+
 writeback_jobs = sa.Table(
     "writeback_jobs",
     metadata,
@@ -154,52 +166,22 @@ writeback_jobs = sa.Table(
     sa.Column("finished_at", UtcDateTime, nullable=True),
     sa.Index("ix_writeback_jobs_account_created", "account_id", "created_at"),
     # One in-flight job per session, decided by the database rather than check-then-insert.
-    sa.Index(
-        "uq_writeback_jobs_session_in_flight",
-        "session_id",
-        unique=True,
-        postgresql_where=sa.text(IN_FLIGHT),
-        sqlite_where=sa.text(IN_FLIGHT),
-    ),
-    sa.Index(
+    _partial("uq_writeback_jobs_session_in_flight", "session_id", where=IN_FLIGHT, unique=True),
+    _partial(
         "uq_writeback_jobs_session_kind_closes",
         "session_id",
         "kind",
+        where=CLOSES_SESSION,
         unique=True,
-        postgresql_where=sa.text(CLOSES_SESSION),
-        sqlite_where=sa.text(CLOSES_SESSION),
     ),
     # The scheduler's three scans each touch a handful of rows, however many jobs wait or are
     # done: held jobs by tenant and due time, jobs with a message out (a tenant's occupied slots),
     # and running steps by lease.
-    sa.Index(
-        "ix_writeback_jobs_held",
-        "tenant",
-        "due_at",
-        postgresql_where=sa.text(HELD),
-        sqlite_where=sa.text(HELD),
-    ),
-    sa.Index(
-        "ix_writeback_jobs_sent",
-        "tenant",
-        "updated_at",
-        postgresql_where=sa.text(SENT),
-        sqlite_where=sa.text(SENT),
-    ),
-    sa.Index(
-        "ix_writeback_jobs_leases",
-        "lease_until",
-        postgresql_where=sa.text(RUNNING),
-        sqlite_where=sa.text(RUNNING),
-    ),
+    _partial("ix_writeback_jobs_held", "tenant", "due_at", where=HELD),
+    _partial("ix_writeback_jobs_sent", "tenant", "updated_at", where=SENT),
+    _partial("ix_writeback_jobs_leases", "lease_until", where=RUNNING),
     # Listing and bulk re-posting of failed jobs: the scan grows with the failed jobs only.
-    sa.Index(
-        "ix_writeback_jobs_failed",
-        "created_at",
-        "id",
-        postgresql_where=sa.text("state = 'failed'"),
-        sqlite_where=sa.text("state = 'failed'"),
-    ),
+    _partial("ix_writeback_jobs_failed", "created_at", "id", where="state = 'failed'"),
 )
 
 job_events = sa.Table(
