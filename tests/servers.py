@@ -21,15 +21,12 @@ import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import TypeVar
 
 import redis
-import sqlalchemy as sa
 
-from tests.support import free_port
-from writeback.adapters.db import migrate
+from tests.support import create_database, free_port
 
 S = TypeVar("S", bound="_Server")
 
@@ -118,14 +115,7 @@ class PrivatePostgres(_Server):
         )
 
     def create_database(self, prefix: str) -> str:
-        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        url = self.admin_url.rsplit("/", 1)[0] + f"/{name}"
-        migrate.upgrade(url)
-        return url
+        return create_database(prefix, self.admin_url)
 
 
 class PrivateRedis(_Server):

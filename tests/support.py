@@ -73,14 +73,19 @@ def closed_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def create_database(prefix: str) -> str:
-    """A fresh PostgreSQL database, schema made by the real migrations."""
+def empty_database(prefix: str, admin_url: str = PG_ADMIN_URL) -> str:
+    """A new, empty database on the PostgreSQL server of `admin_url`: its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def create_database(prefix: str, admin_url: str = PG_ADMIN_URL) -> str:
+    """A fresh PostgreSQL database, schema made by the real migrations."""
+    url = empty_database(prefix, admin_url)
     migrate.upgrade(url)
     return url
 

@@ -11,10 +11,9 @@ import uuid
 from pathlib import Path
 
 import requests
-import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from tests.support import Process, Simulator, free_port, wait_until
+from tests.support import Process, Simulator, empty_database, free_port, wait_until
 
 
 def bare_env(database_url: str, broker_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -42,12 +41,7 @@ def bare_env(database_url: str, broker_url: str, data_dir: Path, **extra: str) -
 
 def new_database(admin_url: str) -> str:
     """A fresh database on the server of `admin_url`, migrated by `writeback db upgrade`."""
-    name = f"wb_faults_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    url = empty_database("wb_faults", admin_url)
     subprocess.run(
         [sys.executable, "-m", "writeback", "db", "upgrade"],
         env={**os.environ, "DATABASE_URL": url},
