@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -166,8 +166,8 @@ class SqlSessionRepository:
         )
 
 
-def _job(row: Any) -> WritebackJob:
-    data = dict(row if isinstance(row, dict) else row._mapping)
+def _job(values: Mapping[Any, Any]) -> WritebackJob:
+    data = dict(values)
     data.update(kind=JobKind(data["kind"]), state=JobState(data["state"]), step=Step(data["step"]))
     return WritebackJob(**data, loaded_version=data["version"])
 
@@ -235,7 +235,7 @@ class SqlJobRepository:
         if account_id is not None:
             query = query.where(jobs_t.c.account_id == account_id)
         row = self._s.execute(query).first()
-        return _job(row) if row else None
+        return _job(row._mapping) if row else None
 
     def for_step(self, job_id: str) -> StepLoad | None:
         """The job with its session and that session's connection: one joined read."""
@@ -300,7 +300,7 @@ class SqlJobRepository:
         if excluding is not None:
             query = query.where(jobs_t.c.id != excluding)
         row = self._s.execute(query.order_by(jobs_t.c.created_at.desc())).first()
-        return _job(row) if row else None
+        return _job(row._mapping) if row else None
 
     def occupied_slots(self, tenant: str) -> int:
         """Counted under the tenant's admission lock, held until this transaction ends: two
@@ -329,11 +329,11 @@ class SqlJobRepository:
             .order_by(jobs_t.c.due_at, jobs_t.c.created_at)
             .limit(limit)
         )
-        return [_job(row) for row in self._s.execute(query)]
+        return [_job(row._mapping) for row in self._s.execute(query)]
 
     def lease_expired(self, now: datetime, limit: int) -> list[WritebackJob]:
         query = sa.select(jobs_t).where(_RUNNING, jobs_t.c.lease_until < now).limit(limit)
-        return [_job(row) for row in self._s.execute(query)]
+        return [_job(row._mapping) for row in self._s.execute(query)]
 
     def outstanding(self, not_picked_since: datetime, limit: int) -> list[WritebackJob]:
         """Jobs whose message waits in the broker, oldest first (`updated_at` is when it was
@@ -344,7 +344,7 @@ class SqlJobRepository:
             .order_by(jobs_t.c.updated_at)
             .limit(limit)
         )
-        return [_job(row) for row in self._s.execute(query)]
+        return [_job(row._mapping) for row in self._s.execute(query)]
 
     def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> list[WritebackJob]:
         query = self._filtered(sa.select(jobs_t), where)
@@ -353,7 +353,7 @@ class SqlJobRepository:
                 sa.tuple_(jobs_t.c.created_at, jobs_t.c.id) < (after.created_at, after.id)
             )
         query = query.order_by(jobs_t.c.created_at.desc(), jobs_t.c.id.desc()).limit(limit)
-        return [_job(row) for row in self._s.execute(query)]
+        return [_job(row._mapping) for row in self._s.execute(query)]
 
     def count(self, where: JobFilter) -> int:
         query = self._filtered(sa.select(sa.func.count()).select_from(jobs_t), where)
