@@ -6,14 +6,8 @@ from functools import partial
 
 import pytest
 
-from tests.fakes import (
-    FakePsaProvider,
-    FakeQueue,
-    FakeRegistry,
-    FakeSealer,
-    FakeUnitOfWork,
-    Store,
-)
+from tests.fake_db import FakeUnitOfWork, Store
+from tests.fakes import FakePsaProvider, FakeQueue, FakeRegistry, FakeSealer
 from writeback.domain.accounts import AccountService, Principal
 from writeback.domain.connections import ConnectionService
 from writeback.domain.drafting import Drafting, DraftPolicy, fingerprint, render_escalation

@@ -4,34 +4,33 @@ dead worker quickly and can never be taken from a live one."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from writeback.domain.ports import Clock, UnitOfWorkFactory
+from writeback.domain.ports import Clock, Flag, Threads, UnitOfWorkFactory
+from writeback.domain.threads import OS_THREADS
 
 log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    def __init__(self, *, uow: UnitOfWorkFactory, clock: Clock, lease: float) -> None:
-        self._uow, self._clock, self._lease = uow, clock, lease
+    def __init__(
+        self, *, uow: UnitOfWorkFactory, clock: Clock, lease: float, threads: Threads = OS_THREADS
+    ) -> None:
+        self._uow, self._clock, self._lease, self._threads = uow, clock, lease, threads
 
     @contextmanager
     def keep(self, job_id: str, message_id: str) -> Iterator[None]:
-        stop = threading.Event()
-        beat = threading.Thread(
-            target=self._renew_until, args=(stop, job_id, message_id), daemon=True
-        )
-        beat.start()
+        stop = self._threads.flag()
+        join = self._threads.start(lambda: self._renew_until(stop, job_id, message_id))
         try:
             yield
         finally:
             stop.set()
-            beat.join()
+            join()
 
-    def _renew_until(self, stop: threading.Event, job_id: str, message_id: str) -> None:
+    def _renew_until(self, stop: Flag, job_id: str, message_id: str) -> None:
         while not stop.wait(self._lease / 3):
             try:
                 with self._uow() as tx:

@@ -53,6 +53,7 @@ from writeback.domain.model import (
 from writeback.domain.ports import (
     Clock,
     JobQueue,
+    Monotonic,
     ProviderRegistry,
     PsaProvider,
     Sleep,
@@ -128,6 +129,7 @@ class WritebackPipeline:
         leases: LeaseKeeper,
         clock: Clock,
         sleep: Sleep,
+        monotonic: Monotonic = time.monotonic,
         claims: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
@@ -142,6 +144,7 @@ class WritebackPipeline:
         self._leases = leases
         self._clock = clock
         self._sleep = sleep
+        self._monotonic = monotonic
         self._handlers: dict[Step, Callable[[Context], Done]] = {
             Step.DRAFT: self._draft,
             Step.POST_NOTE: self._post_note,
@@ -157,12 +160,12 @@ class WritebackPipeline:
             if ctx is None:
                 return StepResult(Action.SKIPPED)
             with self._leases.keep(job_id, message_id):
-                timer = time.perf_counter()
+                timer = self._monotonic()
                 try:
                     done: Done | Exception = self._handlers[step](ctx)
                 except Exception as exc:  # classified in _record, never lost
                     done = exc
-                took = round(time.perf_counter() - timer, 3)
+                took = round(self._monotonic() - timer, 3)
             return self._record(ctx.job, message_id, done, started, took)
 
     # The first transaction: load and claim

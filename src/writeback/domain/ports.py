@@ -222,7 +222,27 @@ class UnitOfWork(Protocol):
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
 Clock = Callable[[], datetime]
+Monotonic = Callable[[], float]  # seconds, for measuring spans: never jumps, never shared
 Sleep = Callable[[float], None]
+
+
+class Flag(Protocol):
+    def set(self) -> None: ...
+
+    def wait(self, timeout: float) -> bool:
+        """True once set; False when `timeout` seconds passed first."""
+        ...
+
+
+class Threads(Protocol):
+    """Where background work runs: OS threads in the service, simulated ones in the lifecycle
+    simulator (which decides when each one runs)."""
+
+    def flag(self) -> Flag: ...
+
+    def start(self, target: Callable[[], None]) -> Callable[[], None]:
+        """Run `target` in the background; returns the function that waits for it to end."""
+        ...
 
 
 class Subscription(Protocol):
