@@ -1,0 +1,231 @@
+"""The invariants, checked as the run goes and after it. The service makes one promise per close
+(one note, one verified status), and these five say it precisely:
+
+1. **One note.** At most one note per job, on any ticket; at most one job per (session, kind)
+   whose note reached a PSA. A lease is taken over only once it has run out by the database's
+   clock (otherwise two owners could both write).
+2. **Success is true.** A `succeeded` job's own ticket (the one its session named when the job
+   was created) has its note and was read back at the job's target status.
+3. **Progress.** Once faults stop, every job is final within `bound` seconds (stated from the
+   timings in `World.bound`); a held job that is due is admitted within two sweep intervals
+   while its tenant has room and the database, broker and beat are up.
+4. **No slot leaks.** A tenant never has more than its admission slots in the broker or running;
+   when all is final, none is in use.
+5. **Failures are what they say.** A permanent error is never retried; an attempt is counted
+   only for a run that met a PSA or model failure (never for a wait on our own parts or the
+   budget); no client request fails with anything but a mapped domain error or an outage.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from writeback.domain.model import FINAL_STATES, JobState, WritebackJob
+
+# Codes a job fails with once transient failures used up its attempts: each attempt must have
+# met a PSA or model failure. (A permanent failure ends the job at its first attempt.)
+TRANSIENT_CODES = ("psa_unavailable", "llm_unavailable", "internal_error")
+
+if TYPE_CHECKING:
+    from tests.simulation.engine import Actor
+    from tests.simulation.world import World
+
+
+@dataclass
+class Run:
+    """One step run by one worker thread: what it met."""
+
+    job_id: str
+    step: str
+    failures: list[str] = field(default_factory=list)  # transient, ambiguous, permanent, ...
+
+
+@dataclass
+class Created:
+    connection_id: int | None
+    ticket_id: str | None
+    at: float
+
+
+@dataclass
+class Oracle:
+    world: World
+    violations: list[str] = field(default_factory=list)
+    created: dict[str, Created] = field(default_factory=dict)
+    runs: dict[int, Run] = field(default_factory=dict)  # by actor seq
+    refused_at: dict[str, str] = field(default_factory=dict)  # job -> step a PSA refused
+    dropped: set[str] = field(default_factory=set)  # jobs a broker silently lost a message of
+    overdue_since: dict[str, float] = field(default_factory=dict)
+
+    def violation(self, text: str) -> None:
+        sim = self.world.sim
+        line = f"t={sim.now:.3f} {sim.current.name if sim.current else '-'}: {text}"
+        self.violations.append(line)
+        sim.trace(f"VIOLATION {text}")
+
+    # Runs of steps, as worker threads report them
+
+    def begin_run(self, actor: Actor, job_id: str, step: str) -> None:
+        self.runs[actor.seq] = Run(job_id, step)
+
+    def end_run(self, actor: Actor) -> None:
+        self.runs.pop(actor.seq, None)
+
+    def _run(self) -> Run | None:
+        actor = self.world.sim.current
+        return self.runs.get(actor.seq) if actor is not None else None
+
+    def failure(self, kind: str) -> None:
+        run = self._run()
+        if run is not None:
+            run.failures.append(kind)
+            if kind == "permanent":
+                self.refused_at[run.job_id] = run.step
+
+    def psa_call(self, name: str, ticket_id: str, write: bool) -> None:
+        run = self._run()
+        if run is not None and self.refused_at.get(run.job_id) == run.step:
+            self.violation(f"job {run.job_id} calls the PSA again at {run.step} after a refusal")
+
+    def ticket_read(self, ticket_id: str, status_id: int | None) -> None:
+        """A verification attempt fails when the ticket is not at the job's target: a PSA
+        answer, so an attempt may count for it."""
+        run = self._run()
+        if run is None:
+            return
+        job = self.world.store.jobs.get(run.job_id)
+        if job is not None and job.target_status_id not in (None, status_id):
+            run.failures.append("status_differs")
+
+    # Transitions, as the database commits them
+
+    def committing(self, writes: dict[str, WritebackJob], sessions: dict[int, object]) -> None:
+        store, now = self.world.store, self.world.store.clock()
+        for job_id, job in writes.items():
+            before = store.jobs.get(job_id)
+            if before is None:
+                session = sessions.get(job.session_id) or store.sessions.get(job.session_id)
+                self.created[job_id] = Created(
+                    getattr(session, "psa_connection_id", None),
+                    getattr(session, "psa_ticket_id", None),
+                    self.world.sim.now,
+                )
+                continue
+            run = self._run()
+            gave_up = job.state is JobState.FAILED and job.error_code not in TRANSIENT_CODES
+            if job.attempts > before.attempts and not gave_up:
+                if run is None or not run.failures:
+                    self.violation(
+                        f"job {job_id} counted an attempt at {before.step} with no PSA or "
+                        f"model failure in its run ({job.error_code}: {job.error_message})"
+                    )
+            if run is not None and "permanent" in run.failures and job.state is JobState.RETRYING:
+                self.violation(f"job {job_id} retries {before.step} after a permanent error")
+            took_over = (
+                before.state is JobState.RUNNING
+                and (job.message_id, job.state) != (before.message_id, before.state)
+                and (run is None or run.job_id != job_id)
+            )
+            if took_over and before.lease_until is not None and before.lease_until > now:
+                self.violation(
+                    f"job {job_id} taken over at {before.step} while its lease ran until "
+                    f"{before.lease_until:%H:%M:%S.%f} (database clock {now:%H:%M:%S.%f})"
+                )
+            if before.state is JobState.FAILED and job.in_flight:
+                self.refused_at.pop(job_id, None)  # retried by a person: it may run again
+
+    def check_slots(self) -> None:
+        limit = self.world.policy.tenant_slots
+        occupied: dict[str, int] = defaultdict(int)
+        for job in self.world.store.jobs.values():
+            if job.in_flight and job.message_id is not None:
+                occupied[job.tenant] += 1
+        for tenant, count in occupied.items():
+            if count > limit:
+                self.violation(f"tenant {tenant} has {count} jobs out, over its {limit} slots")
+
+    # Progress while the run goes (called every sweep interval by the oracle's own actor)
+
+    def watch_admission(self) -> None:
+        world = self.world
+        now = world.store.clock()
+        limit = world.policy.tenant_slots
+        occupied: dict[str, int] = defaultdict(int)
+        for job in world.store.jobs.values():
+            if job.in_flight and job.message_id is not None:
+                occupied[job.tenant] += 1
+        late = 2 * world.sweep_interval + 1.0
+        for job in world.store.jobs.values():
+            due = job.held and job.due_at is not None and job.due_at <= now
+            if not due or occupied[job.tenant] >= limit or not world.scheduler_can_run():
+                self.overdue_since.pop(job.id, None)
+                continue
+            since = self.overdue_since.setdefault(job.id, world.sim.now)
+            if world.sim.now - since > late:
+                self.violation(
+                    f"job {job.id} of {job.tenant} due and not admitted for "
+                    f"{world.sim.now - since:.1f} s though its tenant has room"
+                )
+                self.overdue_since[job.id] = world.sim.now  # report once per overrun
+
+    # After the run
+
+    def check_end(self, healed_at: float) -> None:
+        world = self.world
+        jobs = world.store.jobs
+        self._one_note(jobs)
+        for job in jobs.values():
+            self._success_is_true(job)
+            finished = world.finished_at.get(job.id)
+            allowed = world.bound + (world.policy.pickup_timeout if job.id in self.dropped else 0)
+            if job.state not in FINAL_STATES:
+                self.violation(
+                    f"job {job.id} is still {job.state} at {job.step} (attempts {job.attempts}, "
+                    f"message {job.message_id}, due {job.due_at}) {world.sim.now - healed_at:.0f} s "
+                    "after the faults stopped"
+                )
+            elif finished is not None and finished - max(healed_at, self.created[job.id].at) > allowed:
+                self.violation(
+                    f"job {job.id} finished {finished - healed_at:.0f} s after the faults stopped "
+                    f"(bound {allowed:.0f} s)"
+                )
+            if job.state in FINAL_STATES and job.message_id is not None:
+                self.violation(f"job {job.id} is final and still holds message {job.message_id}")
+
+    def _one_note(self, jobs: dict[str, WritebackJob]) -> None:
+        posted: dict[tuple[int, str], set[str]] = defaultdict(set)
+        for job in jobs.values():
+            places = self.world.notes_of(job)
+            if len(places) > 1:
+                self.violation(f"job {job.id} has {len(places)} notes: {places}")
+            if places:
+                posted[(job.session_id, str(job.kind))].add(job.id)
+        for (session_id, kind), ids in posted.items():
+            if len(ids) > 1:
+                self.violation(f"session {session_id} has notes of {len(ids)} {kind} jobs: {ids}")
+
+    def _success_is_true(self, job: WritebackJob) -> None:
+        if job.state is not JobState.SUCCEEDED:
+            return
+        own = self.created[job.id]
+        places = self.world.notes_of(job)
+        if own.ticket_id is None:
+            if places:
+                self.violation(f"local job {job.id} has notes on {places}")
+            return
+        if (own.connection_id, own.ticket_id) not in places:
+            self.violation(
+                f"job {job.id} succeeded but its own ticket {own.ticket_id} (connection "
+                f"{own.connection_id}) has no note of it; notes: {places}"
+            )
+        target = job.target_status_id
+        if target is None:
+            return
+        reads = self.world.psas[own.connection_id].reads.get(own.ticket_id, [])
+        if not any(status == target for _, status in reads) or job.verified_status_id != target:
+            self.violation(
+                f"job {job.id} succeeded but ticket {own.ticket_id} was never read back at "
+                f"its target status {target} (verified {job.verified_status_id})"
+            )
