@@ -157,7 +157,9 @@ class SimBroker:
         old = [d for d in self.unacked if d.since <= ceiling]
         self.unacked = [d for d in self.unacked if d.since > ceiling]
         for delivery in old:
-            copy = Message(delivery.message.task, delivery.message.job_id, delivery.message.message_id)
+            copy = Message(
+                delivery.message.task, delivery.message.job_id, delivery.message.message_id
+            )
             self._put(copy, False)
             self.sim.trace(f"broker restores {copy.message_id} (visibility timeout)")
 

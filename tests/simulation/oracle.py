@@ -182,11 +182,14 @@ class Oracle:
             allowed = world.bound + (world.policy.pickup_timeout if job.id in self.dropped else 0)
             if job.state not in FINAL_STATES:
                 self.violation(
-                    f"job {job.id} is still {job.state} at {job.step} (attempts {job.attempts}, "
-                    f"message {job.message_id}, due {job.due_at}) {world.sim.now - healed_at:.0f} s "
-                    "after the faults stopped"
+                    f"job {job.id} is still {job.state} at {job.step} (attempts {job.attempts},"
+                    f" message {job.message_id}, due {job.due_at})"
+                    f" {world.sim.now - healed_at:.0f} s after the faults stopped"
                 )
-            elif finished is not None and finished - max(healed_at, self.created[job.id].at) > allowed:
+            elif (
+                finished is not None
+                and finished - max(healed_at, self.created[job.id].at) > allowed
+            ):
                 self.violation(
                     f"job {job.id} finished {finished - healed_at:.0f} s after the faults stopped "
                     f"(bound {allowed:.0f} s)"

@@ -72,10 +72,14 @@ class SimPsaClient:
     before_write: Callable[[], None] | None
 
     def post_note(self, ticket_id: str, text: str, note_type: NoteType) -> PostedNote:
-        return self._call("POST", "post_note", ticket_id, lambda: self._post(ticket_id, text, note_type))
+        return self._call(
+            "POST", "post_note", ticket_id, lambda: self._post(ticket_id, text, note_type)
+        )
 
     def find_note(self, ticket_id: str, marker: str) -> PostedNote | None:
-        return self._call("GET", "find_note", ticket_id, lambda: self.psa.data.find_note(ticket_id, marker))
+        return self._call(
+            "GET", "find_note", ticket_id, lambda: self.psa.data.find_note(ticket_id, marker)
+        )
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         ticket = self._call(

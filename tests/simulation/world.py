@@ -389,7 +389,9 @@ class World:
                     created_at=now,
                 )
                 tx.connections.add(connection)
-                psa = SimPsa(self.sim, f"psa{n}", self.plan.psa, self.oracle, self.settings.psa_timeout)
+                psa = SimPsa(
+                    self.sim, f"psa{n}", self.plan.psa, self.oracle, self.settings.psa_timeout
+                )
                 for t in range(4):
                     ticket = f"{n + 1}{t:03d}"
                     board = rng.choice((1, 1, 1, 21))  # 21: the account's statuses are not on it
@@ -477,7 +479,10 @@ class World:
             sim.kill(consumer.process)
             if self.broker_kind == "amqp":
                 self.broker.connection_lost(consumer)
-            sim.spawn(f"restart-{event.target}", lambda: (sim.sleep(seconds), self.start_worker(event.target)))
+            sim.spawn(
+                f"restart-{event.target}",
+                lambda: (sim.sleep(seconds), self.start_worker(event.target)),
+            )
         elif event.kind == "pause":
             process = self.processes[event.target]
             if process.alive:
@@ -537,7 +542,9 @@ class World:
             expires = entry.get("options", {}).get("expires")
             if not self.broker.down:
                 self.broker.publish(
-                    Message(SWEEP, None, f"sweep-{self.sim.now:.3f}", expires=self.sim.now + expires)
+                    Message(
+                        SWEEP, None, f"sweep-{self.sim.now:.3f}", expires=self.sim.now + expires
+                    )
                 )
 
     def _restorer(self) -> None:
@@ -610,7 +617,9 @@ class World:
         draws (backoff jitter, the budget's spreading) and its ids come from it too."""
         rng = random.Random(self.sim.seed)
         random.seed(self.sim.seed)
-        with mock.patch.object(uuid, "uuid4", lambda: uuid.UUID(int=rng.getrandbits(128), version=4)):
+        with mock.patch.object(
+            uuid, "uuid4", lambda: uuid.UUID(int=rng.getrandbits(128), version=4)
+        ):
             return self._run()
 
     def _run(self) -> Oracle:
@@ -646,7 +655,9 @@ class Consumer:
         self.world, self.process = world, process
         celery = world.celery
         self.acks_late = bool(celery.get("task_acks_late", False))
-        self.no_prefetch = bool(celery.get("worker_disable_prefetch")) and world.broker_kind == "redis"
+        self.no_prefetch = (
+            bool(celery.get("worker_disable_prefetch")) and world.broker_kind == "redis"
+        )
         self.prefetch = int(celery.get("worker_prefetch_multiplier", 4)) * world.threads
         self.reserved: list[Message] = []
         self.active = 0
