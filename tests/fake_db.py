@@ -19,7 +19,7 @@ import copy
 import itertools
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from writeback.domain.errors import JobInFlight
@@ -63,6 +63,7 @@ class Store:
     events: list[JobEvent] = field(default_factory=list)
     drafts: dict[str, Draft] = field(default_factory=dict)
     status_maps: dict[int, list[StatusMapping]] = field(default_factory=dict)
+    sweeps: dict[str, datetime] = field(default_factory=dict)
     commits: int = 0
     clock: Callable[[], datetime] = utcnow
     # Held locks and their transaction; `wait` is how a blocked transaction lets others run.
@@ -82,7 +83,8 @@ def _owned(obj: Any, account_id: int | None) -> Any:
 
 def closes_session(job: WritebackJob) -> bool:
     """The predicate of the partial unique index on (session, kind) (tables.CLOSES_SESSION)."""
-    return job.state is not JobState.FAILED or job.post_started_at is not None
+    may_have_closed = job.state is not JobState.FAILED or job.post_started_at is not None
+    return may_have_closed and job.duplicate_of is None
 
 
 class FakeUnitOfWork:
@@ -111,6 +113,9 @@ class FakeUnitOfWork:
 
     def __exit__(self, *exc: object) -> None:
         self._end()
+
+    def now(self) -> datetime:
+        return self.store.clock()
 
     # Reads
 
@@ -265,7 +270,11 @@ class FakeSessions:
         session.id = self.tx.store.next_id()
         self.tx.write("sessions", session.id, session)
 
-    def get(self, session_id: int, account_id: int | None = None) -> AiSession | None:
+    def get(
+        self, session_id: int, account_id: int | None = None, *, lock: bool = False
+    ) -> AiSession | None:
+        if lock:
+            self.tx.lock(("sessions", session_id))
         return _owned(self.tx.load("sessions", session_id), account_id)  # type: ignore[no-any-return]
 
     def close(self, session_id: int, kind: JobKind, markdown: str, now: datetime) -> None:
@@ -323,28 +332,54 @@ class FakeJobs:
         if job is None:
             return None
         session = self.tx.row("sessions", job.session_id)
-        connection_id = session.psa_connection_id if session else None
-        connection = self.tx.row("connections", connection_id) if connection_id else None
-        return StepLoad(job, copy.deepcopy(session), copy.deepcopy(connection))
+        connection = self.tx.row("connections", job.psa_connection_id)
+        now = self.tx.store.clock()
+        return StepLoad(job, copy.deepcopy(session), copy.deepcopy(connection), now)
 
-    def save(self, job: WritebackJob) -> bool:
+    def save(
+        self, job: WritebackJob, *, lease_alive: bool = False, lease_expired: bool = False
+    ) -> bool:
         self.tx.lock(("jobs", job.id))
         stored = self.tx.row("jobs", job.id)
         if stored is None or stored.version != job.loaded_version:
+            return False
+        now = self.tx.store.clock()
+        lease_until = stored.lease_until
+        if lease_alive and not (lease_until is not None and lease_until > now):
+            return False
+        if lease_expired and not (lease_until is not None and lease_until < now):
             return False
         self._check_indexes(job)
         self._store(job)
         return True
 
-    def heartbeat(self, job_id: str, message_id: str, lease_until: datetime) -> bool:
+    def _update(self, job_id: str, **values: Any) -> None:
+        """A statement that changes a few columns of the newest committed row (no transition)."""
+        changed = copy.deepcopy(self.tx.row("jobs", job_id))
+        changed.__dict__.update(values)
+        self.tx.write("jobs", job_id, changed)
+
+    def heartbeat(self, job_id: str, message_id: str, lease: float) -> bool:
         self.tx.lock(("jobs", job_id))
         job = self.tx.row("jobs", job_id)
         if job is None or job.message_id != message_id or job.state is not JobState.RUNNING:
             return False
-        renewed = copy.deepcopy(job)
-        renewed.lease_until = lease_until
-        self.tx.write("jobs", job_id, renewed)
+        self._update(job_id, lease_until=self.tx.store.clock() + timedelta(seconds=lease))
         return True
+
+    def sent(self, job_id: str, message_id: str) -> None:
+        self.tx.lock(("jobs", job_id))
+        job = self.tx.row("jobs", job_id)
+        if job is not None and job.message_id == message_id and job.sent_at is None:
+            self._update(job_id, sent_at=self.tx.store.clock())
+
+    def ticket_holder(self, session_id: int) -> WritebackJob | None:
+        holders = [
+            j
+            for j in self._jobs()
+            if j.session_id == session_id and (j.in_flight or j.post_started_at is not None)
+        ]
+        return copy.deepcopy(max(holders, key=lambda j: j.created_at)) if holders else None
 
     def blocking(
         self, session_id: int, kind: JobKind, excluding: str | None = None
@@ -386,15 +421,30 @@ class FakeJobs:
         ]
         return copy.deepcopy(expired[:limit])
 
-    def outstanding(self, not_picked_since: datetime, limit: int) -> list[WritebackJob]:
+    def unsent(self, committed_before: datetime, limit: int) -> list[WritebackJob]:
         waiting = [
             j
             for j in self._in_flight()
             if j.state in WAITING_STATES
             and j.message_id is not None
-            and j.updated_at < not_picked_since
+            and j.sent_at is None
+            and j.updated_at < committed_before
         ]
         return copy.deepcopy(sorted(waiting, key=lambda j: (j.updated_at, j.id))[:limit])
+
+    def outstanding(self, limit: int) -> list[WritebackJob]:
+        waiting = [
+            j
+            for j in self._in_flight()
+            if j.state in WAITING_STATES and j.message_id is not None and j.sent_at is not None
+        ]
+        return copy.deepcopy(sorted(waiting, key=lambda j: (j.sent_at, j.id))[:limit])
+
+    def record_sweep(self, now: datetime) -> None:
+        self.tx.write("sweeps", "sweep", now)
+
+    def last_sweep(self) -> datetime | None:
+        return self.tx.row("sweeps", "sweep")  # type: ignore[no-any-return]
 
     def count(self, where: JobFilter) -> int:
         return len(self.find(where, None, len(self._jobs())))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -126,9 +126,29 @@ class FakePsaProvider:
         return sum(1 for m, _ in self.calls if m == method)
 
 
+class FencedProvider:
+    """What the HTTP client does with `before_write`, for the in-memory provider: called right
+    before each write, and what it raises aborts the write."""
+
+    def __init__(self, provider: FakePsaProvider, before_write: Callable[[], None]) -> None:
+        self._provider, self._before_write = provider, before_write
+
+    def post_note(self, ticket_id: str, text: str, note_type: NoteType) -> PostedNote:
+        self._before_write()
+        return self._provider.post_note(ticket_id, text, note_type)
+
+    def update_ticket_status(self, ticket_id: str, status_id: int) -> None:
+        self._before_write()
+        self._provider.update_ticket_status(ticket_id, status_id)
+
+    def __getattr__(self, name: str) -> Any:  # reads go straight through
+        return getattr(self._provider, name)
+
+
 class FakeRegistry:
     def __init__(self, provider: FakePsaProvider) -> None:
         self.provider = provider
+        self.fences = 0  # providers built with a fence
 
     def credential_fields(self, provider: str) -> tuple[str, ...] | None:
         return ("public_key", "private_key", "client_id") if provider == "connectwise" else None
@@ -138,8 +158,17 @@ class FakeRegistry:
     ) -> tuple[str, dict[str, Any] | None]:
         return site_url, dict(options) if options else None
 
-    def build(self, connection: PsaConnection, requests: int = 1) -> FakePsaProvider:
-        return self.provider
+    def build(
+        self,
+        connection: PsaConnection,
+        requests: int = 1,
+        *,
+        before_write: Callable[[], None] | None = None,
+    ) -> FakePsaProvider | FencedProvider:
+        if before_write is None:
+            return self.provider
+        self.fences += 1
+        return FencedProvider(self.provider, before_write)
 
 
 class FakeQueue:

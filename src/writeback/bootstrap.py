@@ -128,21 +128,23 @@ def build(
         redactor=Redactor(settings.redact_patterns),
         policy=DraftPolicy(settings.draft_max_chars, settings.draft_link_hosts),
     )
+    # Single guarded statements (a claim, a fenced write, a heartbeat) need no BEGIN/COMMIT;
+    # a claim is published, a fence or a heartbeat changes nothing a follower sees.
+    autocommit = session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+    statements = partial(SqlAlchemyUnitOfWork, autocommit)
+    scheduler = Scheduler(uow=uow, queue=queue, policy=policy)
     pipeline = WritebackPipeline(
         uow=uow,
         queue=queue,
+        scheduler=scheduler,
         registry=registry,
         drafting=drafting,
         statuses=StatusCatalog(utcnow),
         policy=policy,
-        leases=LeaseKeeper(uow=uow, clock=utcnow, lease=policy.step_lease),
-        clock=utcnow,
+        leases=LeaseKeeper(uow=statements, lease=policy.step_lease),
         sleep=time.sleep,
-        claims=partial(
-            SqlAlchemyUnitOfWork,
-            session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")),
-            feed,
-        ),
+        claims=partial(SqlAlchemyUnitOfWork, autocommit, feed),
+        fences=statements,
     )
 
     return Container(
@@ -160,7 +162,7 @@ def build(
         drafting=drafting,
         metrics=metrics,
         pipeline=pipeline,
-        scheduler=Scheduler(uow=uow, queue=queue, policy=policy, clock=utcnow),
+        scheduler=scheduler,
         accounts=AccountService(uow=uow, reads=read_uow, clock=utcnow),
         connections=ConnectionService(
             uow=uow,
@@ -170,9 +172,7 @@ def build(
             clock=utcnow,
         ),
         sessions=SessionService(uow=uow, reads=read_uow, clock=utcnow),
-        jobs=JobService(
-            uow=uow, reads=read_uow, queue=queue, drafting=drafting, policy=policy, clock=utcnow
-        ),
+        jobs=JobService(uow=uow, reads=read_uow, scheduler=scheduler, drafting=drafting),
         feed=feed,
     )
 

@@ -12,6 +12,8 @@ from kombu import Exchange, Queue
 from writeback.config import Settings
 
 SWEEP_TASK = "writeback.sweep"
+# Beat runs the sweep itself (workers/beat.py): no backlog of steps can starve it.
+SWEEPING_SCHEDULER = "writeback.workers.beat:SweepingScheduler"
 
 
 def build(settings: Settings) -> dict[str, Any]:
@@ -23,11 +25,11 @@ def build(settings: Settings) -> dict[str, Any]:
         # The job row is the truth; Celery results would only expire and mislead.
         "task_ignore_result": True,
         "result_backend": None,
-        # The message is a doorbell, acknowledged as its step starts: the job row records the
-        # one message it waits for, and a step whose worker dies is recovered by its lease, not
-        # by broker redelivery. (Late acks also make kombu restore unacked messages as Redis
-        # goes away, which crashes the consumer: celery/kombu issues #970 and #582.)
-        "task_acks_late": False,
+        # A message is acknowledged when its step ends: a worker killed with messages it had
+        # taken gives them back (RabbitMQ at once, Redis after the visibility timeout), and
+        # a second delivery is harmless, since the claim names the one message the job waits
+        # for. A running step's worker that dies is recovered by the step's lease.
+        "task_acks_late": True,
         "worker_prefetch_multiplier": 1,
         # Flower sees tasks only with these events on.
         "worker_send_task_events": True,
@@ -36,16 +38,8 @@ def build(settings: Settings) -> dict[str, Any]:
         "worker_pool": settings.worker_pool,
         "worker_concurrency": settings.worker_concurrency,
         "task_default_queue": settings.queue_name,
-        "beat_schedule": {
-            "sweep": {
-                "task": SWEEP_TASK,
-                "schedule": settings.sweep_interval,
-                # A tick nobody ran in time is replaced by the next ones: at most a few pile
-                # up behind a stopped worker, and one a busy or reconnecting worker receives
-                # a little late still runs.
-                "options": {"expires": max(5 * settings.sweep_interval, 5.0)},
-            }
-        },
+        "beat_scheduler": SWEEPING_SCHEDULER,
+        "beat_schedule": {"sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval}},
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
     }
     conf.update(broker_options(settings))
@@ -58,9 +52,13 @@ def broker_options(settings: Settings) -> dict[str, Any]:
         return _filesystem_options(settings)
     if settings.broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
         return _amqp_options(settings)
-    # Redis redelivers what is not acked within the visibility timeout; any countdown we hand
-    # the broker stays well under it (checked in config).
-    return {"broker_transport_options": {"visibility_timeout": settings.visibility_timeout}}
+    # Redis gives back a message not acknowledged within the visibility timeout (a killed
+    # worker's, or a running step's copy, which its claim then skips). Workers take a message
+    # only when a thread is free: none waits in a worker that could die with it.
+    return {
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "worker_disable_prefetch": True,
+    }
 
 
 def _filesystem_options(settings: Settings) -> dict[str, Any]:

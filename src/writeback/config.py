@@ -31,9 +31,9 @@ from writeback.domain.errors import ConfigurationRefused
 from writeback.domain.retry import RetryPolicy
 from writeback.domain.site_url import HostPolicy
 
-# Redis redelivers any message not acked within this many seconds; a step's run time must stay
-# well under it (Celery documents the Redis visibility timeout's redelivery).
-DEFAULT_VISIBILITY_TIMEOUT = 3600
+# Redis gives back a message not acknowledged within this many seconds: a killed worker's
+# messages come back that soon. A step running longer gets a second copy, which its claim skips.
+DEFAULT_VISIBILITY_TIMEOUT = 30
 
 
 class ConfigError(ValueError):
@@ -234,6 +234,7 @@ def _settings(raw: Environment) -> Settings:
         tenant_slots=raw.tenant_slots,
         pickup_timeout=raw.pickup_timeout,
         max_redeliveries=raw.max_redeliveries,
+        write_timeout=raw.psa_timeout,
     )
     return Settings(
         data_dir=data_dir,

@@ -30,16 +30,23 @@ from writeback.domain.scheduler import Scheduler
 from writeback.domain.sessions import SessionService
 from writeback.domain.status_targets import StatusCatalog
 
+EPOCH = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
 
 class FakeClock:
+    """The database's clock and the workers' monotonic one, moved by the test."""
+
     def __init__(self) -> None:
-        self.now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+        self.now = EPOCH
 
     def __call__(self) -> datetime:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+    def monotonic(self) -> float:
+        return (self.now - EPOCH).total_seconds()
 
 
 @dataclass
@@ -70,13 +77,15 @@ class World:
         return WritebackPipeline(
             uow=self.uow,
             queue=self.queue,
+            scheduler=self.scheduler,
             registry=FakeRegistry(self.provider),
             drafting=self.drafting,
             statuses=self.statuses,
             policy=self.policy,
-            leases=LeaseKeeper(uow=self.uow, clock=self.clock, lease=self.policy.step_lease),
-            clock=self.clock,
+            leases=LeaseKeeper(uow=self.uow, lease=self.policy.step_lease),
             sleep=self.sleeps.append,
+            monotonic=self.clock.monotonic,
+            fences=lambda: FakeUnitOfWork(self.store),
         )
 
     @property
@@ -100,17 +109,12 @@ class World:
     @property
     def jobs(self) -> JobService:
         return JobService(
-            uow=self.uow,
-            reads=self.uow,
-            queue=self.queue,
-            drafting=self.drafting,
-            policy=self.policy,
-            clock=self.clock,
+            uow=self.uow, reads=self.uow, scheduler=self.scheduler, drafting=self.drafting
         )
 
     @property
     def scheduler(self) -> Scheduler:
-        return Scheduler(uow=self.uow, queue=self.queue, policy=self.policy, clock=self.clock)
+        return Scheduler(uow=self.uow, queue=self.queue, policy=self.policy)
 
     def configure_statuses(self, resolved: int | None = 42, escalated: int | None = 43) -> None:
         self.store.settings[self.principal.account_id] = AccountSettings(
@@ -188,8 +192,8 @@ class CountingDrafter:
 
 @pytest.fixture
 def world() -> World:
-    store = Store()
     clock = FakeClock()
+    store = Store(clock=clock)
     uow = partial(FakeUnitOfWork, store)
     issued = AccountService(uow=uow, reads=uow, clock=clock).create_account("acme")
     principal = Principal(issued.account_id, issued.user_id)

@@ -1,8 +1,8 @@
-"""A running step's heartbeat keeps its lease alive, and stops when it loses the job."""
+"""A running step's heartbeat keeps its lease alive by the database's clock, and stops (and
+says so) when it loses the job."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 from tests.support import wait_until
@@ -24,22 +24,23 @@ def _claimed(world: World) -> tuple[str, str]:
 
 def test_the_heartbeat_renews_the_lease_while_the_step_runs(world: World) -> None:
     job_id, message_id = _claimed(world)
-    keeper = LeaseKeeper(uow=world.uow, clock=world.clock, lease=0.3)
+    keeper = LeaseKeeper(uow=world.uow, lease=0.3)
     first = world.job(job_id).lease_until
     world.clock.advance(60)  # time the step spends on the PSA
-    renewed_until = world.clock() + timedelta(seconds=0.3)
-    with keeper.keep(job_id, message_id):  # beats every lease / 3 = 0.1 s
+    renewed_until = world.clock() + timedelta(seconds=0.3)  # by the database's clock
+    with keeper.keep(job_id, message_id) as lease:  # beats every lease / 3 = 0.1 s
         wait_until(lambda: world.job(job_id).lease_until == renewed_until, timeout=5)
     assert first is not None and first < renewed_until
+    assert not lease.lost
 
 
-def test_a_lost_lease_is_not_renewed_again(world: World) -> None:
+def test_a_lost_lease_is_noticed_and_not_renewed_again(world: World) -> None:
     job_id, message_id = _claimed(world)
     world.clock.advance(1)
     world.scheduler.tick()  # the lease ran out: the job is someone else's now
     recovered = world.job(job_id)
-    keeper = LeaseKeeper(uow=world.uow, clock=world.clock, lease=0.3)
-    with keeper.keep(job_id, message_id):
-        threading.Event().wait(0.25)
+    keeper = LeaseKeeper(uow=world.uow, lease=0.3)
+    with keeper.keep(job_id, message_id) as lease:
+        wait_until(lambda: lease.lost, timeout=5)  # the heartbeat ran, and was refused
     assert world.job(job_id).lease_until == recovered.lease_until is None
     assert world.job(job_id).message_id != message_id

@@ -7,15 +7,19 @@ from datetime import timedelta
 
 import pytest
 
+from tests.fake_db import FakeUnitOfWork
 from tests.unit.conftest import World
 from writeback.domain.errors import (
     BudgetWait,
     CredentialsUnreadable,
+    LeaseLost,
     PsaAuthError,
     PsaRejected,
     PsaTransientError,
     SiteUrlRefused,
 )
+from writeback.domain.fencing import Fence
+from writeback.domain.lease import Lease
 from writeback.domain.model import PIPELINE, JobKind, JobState, NoteType, SessionStatus, Step
 from writeback.domain.pipeline import Action, note_text
 
@@ -267,12 +271,14 @@ def test_every_message_delivered_twice_reaches_the_same_end_state(world: World) 
 
 
 def test_each_step_is_two_transactions_and_one_audit_row(world: World) -> None:
+    """Besides: one statement marks each message sent, and one fences each PSA write."""
     world.configure_statuses()
     job_id = world.request(world.session("1019"))
     created = world.store.commits
     world.run(job_id)
-    steps = len(PIPELINE)
-    assert world.store.commits - created == 2 * steps
+    steps, messages, writes = len(PIPELINE), len(PIPELINE) - 1, 2  # the note, the status
+    ended = 1  # the finished step's tenant is offered its free slot
+    assert world.store.commits - created == 2 * steps + messages + writes + ended
     rows = [e for e in world.store.events if e.job_id == job_id]
     assert [e.event for e in rows] == [
         "created",
@@ -289,19 +295,22 @@ def test_a_worker_that_died_mid_post_is_recovered_and_finds_its_note(world: Worl
     job_id = world.request(world.session("1013"))
     world.deliver()  # draft
     _, _, message_id = world.queue.sent[-1]
-    # Worker A claims post_note, the PSA stores the note, then A dies before recording it.
+    # Worker A claims post_note, fences its POST, the PSA stores the note, then A dies.
     with world.uow() as tx:
         job = tx.jobs.get(job_id)
         assert job is not None
         job.claim(message_id, world.policy.step_lease, world.clock())
+        job.confirm_write(message_id, world.policy.write_hold, True, world.clock())
         tx.jobs.save(job)
         tx.commit()
     world.provider.post_note("1013", note_text(job), NoteType.RESOLUTION)
     world._delivered += 1  # its message went down with it
-    world.clock.advance(world.policy.step_lease - 1)
+    world.clock.advance(world.policy.write_hold - 1)
     assert world.scheduler.tick().recovered == 0  # the lease still runs: nobody steals it
     world.clock.advance(2)
     assert world.scheduler.tick().recovered == 1
+    # A POST of the dead worker may still be landing: the job settles before it looks.
+    assert world.job(job_id).due_at == world.clock() + timedelta(seconds=world.policy.post_settle)
 
     world.run(job_id)
     assert len(world.provider.notes["1013"]) == 1
@@ -309,18 +318,40 @@ def test_a_worker_that_died_mid_post_is_recovered_and_finds_its_note(world: Worl
     assert world.job(job_id).redeliveries == 1
 
 
-def test_a_late_result_of_a_step_whose_lease_was_taken_over_is_dropped(world: World) -> None:
+def test_a_step_whose_lease_was_taken_over_sends_no_write_and_its_result_is_dropped(
+    world: World,
+) -> None:
     job_id = world.request(world.session("1014"))
     world.deliver()
     _, _, message_id = world.queue.sent[-1]
     pipeline = world.pipeline()
-    ctx = pipeline._claim(job_id, Step.POST_NOTE, message_id, world.clock())
+    ctx = pipeline._claim(job_id, Step.POST_NOTE, message_id)
     assert ctx is not None
     world.clock.advance(world.policy.step_lease + 1)
     world.scheduler.tick()  # the lease ran out: another delivery owns the step now
-    done = pipeline._post_note(ctx)
-    assert pipeline._record(ctx.job, message_id, done, world.clock(), 0.1).action is Action.SKIPPED
-    assert world.job(job_id).external_id is None  # the new owner will find the note
+    with pytest.raises(LeaseLost) as refused:
+        pipeline._post_note(ctx)  # the paused worker wakes up and would post
+    assert world.provider.notes["1014"] == []
+    assert pipeline._record(ctx, refused.value).action is Action.SKIPPED
+    assert world.job(job_id).post_started_at is None  # the new owner posts, without settling
+
+
+def test_a_pause_while_the_fence_confirms_voids_the_write(world: World) -> None:
+    job_id = world.request(world.session("1016"))
+    world.deliver()
+    _, _, message_id = world.queue.sent[-1]
+    ctx = world.pipeline()._claim(job_id, Step.POST_NOTE, message_id)
+    assert ctx is not None
+
+    def stalling() -> FakeUnitOfWork:  # the worker freezes while it confirms its lease
+        world.clock.advance(world.policy.write_margin + 1)
+        return FakeUnitOfWork(world.store)
+
+    guard = Fence(stalling, world.policy, world.clock.monotonic).guard(
+        ctx.job, message_id, Lease(), world.clock, posting=True
+    )
+    with pytest.raises(LeaseLost, match="paused"):
+        guard()
 
 
 def test_transition_is_a_no_op_when_the_ticket_already_has_the_target(world: World) -> None:

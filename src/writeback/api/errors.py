@@ -20,6 +20,7 @@ from writeback.domain.errors import (
     LlmUnavailable,
     NotFound,
     PsaError,
+    StoreUnavailable,
     Unauthorized,
 )
 
@@ -96,6 +97,8 @@ def _is_outage(exc: Exception) -> bool:
 
 
 def _domain_error(exc: DomainError) -> Response:
+    if isinstance(exc, StoreUnavailable):
+        return _outage(exc)
     if isinstance(exc, InvalidInput):
         return problem(
             422,

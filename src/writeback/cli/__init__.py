@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import click
@@ -77,9 +79,9 @@ def tokens_create(account_id: int) -> None:
 
 @main.command("sweep")
 def sweep_once() -> None:
-    """One scheduler tick: recover lost deliveries, admit held jobs (beat runs this)."""
-    report = bootstrap.build().scheduler.tick()
-    _emit({"admitted": report.admitted, "recovered": report.recovered, "failed": report.failed})
+    """One sweep: recover lost deliveries, send unsent messages, admit held jobs (beat runs
+    one every WRITEBACK_SWEEP_INTERVAL)."""
+    _emit(dataclasses.asdict(bootstrap.build().scheduler.tick()))
 
 
 main.add_command(dev.dev)

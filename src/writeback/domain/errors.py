@@ -179,16 +179,49 @@ class SessionGone(DomainError):
     code = "session_gone"
 
 
-class BudgetWait(DomainError):
-    """The tenant's request budget has no token now: not a failure and not an attempt. The job
-    is scheduled for `wait` seconds from now, when a request fits; nothing was sent."""
+class Wait(DomainError):
+    """Not a failure and not an attempt: nothing was sent, and the job is held for `wait`
+    seconds, then runs the step again."""
 
-    code = "budget_wait"
-    failure = Failure.TRANSIENT
+    code = "wait"
+    failure = Failure.TRANSIENT  # should anything take it for a failure: a passing one
 
     def __init__(self, message: str, wait: float) -> None:
         super().__init__(message)
         self.wait = wait
+
+
+class BudgetWait(Wait):
+    """The tenant's request budget has no token now: the job waits until a request fits."""
+
+    code = "budget_wait"
+
+
+class PartUnavailable(Wait):
+    """One of our own parts (PostgreSQL, Redis) did not answer: the job waits for it, and no
+    PSA attempt is counted against it."""
+
+    code = "part_unavailable"
+
+    def __init__(self, message: str, wait: float = 5.0) -> None:
+        super().__init__(message, wait)
+
+
+class StoreUnavailable(PartUnavailable):
+    """The database did not answer (the adapter's word for a lost or refused connection)."""
+
+    code = "store_unavailable"
+
+
+class LeaseLost(Wait):
+    """A step's write could not be fenced: its lease was taken over, or a pause ate the
+    margin the lease leaves for the write. Nothing was sent; if the job is still ours, the
+    step runs again at once."""
+
+    code = "lease_lost"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 0.0)
 
 
 class ConfigurationRefused(ValueError):

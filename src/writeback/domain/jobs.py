@@ -19,9 +19,8 @@ from writeback.domain.model import (
     WritebackJob,
     tenant_of,
 )
-from writeback.domain.ports import Clock, JobQueue, UnitOfWork, UnitOfWorkFactory
-from writeback.domain.retry import RetryPolicy
-from writeback.domain.scheduler import send
+from writeback.domain.ports import UnitOfWorkFactory
+from writeback.domain.scheduler import Scheduler
 from writeback.domain.sessions import owned_session
 
 log = logging.getLogger(__name__)
@@ -31,33 +30,36 @@ log = logging.getLogger(__name__)
 class JobService:
     uow: UnitOfWorkFactory
     reads: UnitOfWorkFactory  # reads that need no transaction (polling)
-    queue: JobQueue
+    scheduler: Scheduler
     drafting: Drafting
-    policy: RetryPolicy
-    clock: Clock
 
     def request_writeback(
         self, principal: Principal, session_id: int, kind: JobKind, markdown: str | None
     ) -> WritebackJob:
         """Create the job and commit, then send its first message. The database decides every
         race: partial unique indexes allow one job in flight per session and one job that
-        closes the session per kind, so a double submit can never post a second note."""
-        now = self.clock()
+        closes the session per kind, so a double submit can never post a second note. The job
+        writes to the ticket its session names now: the session's row is locked until the job
+        is committed, so an edit of its ticket waits, and then sees the job."""
         with self.uow() as tx:
-            session = owned_session(tx, principal, session_id)
+            now = tx.now()
+            session = owned_session(tx, principal, session_id, lock=True)
             if markdown is not None:
                 self.drafting.check_technician(kind, session, markdown)
+            connection_id = session.psa_connection_id if session.has_ticket else None
             job = WritebackJob(
                 account_id=principal.account_id,
                 session_id=session_id,
                 kind=kind,
-                tenant=tenant_of(session),
+                tenant=tenant_of(connection_id, principal.account_id),
+                psa_connection_id=connection_id,
+                psa_ticket_id=session.psa_ticket_id if session.has_ticket else None,
                 markdown=markdown,
                 created_at=now,
                 updated_at=now,
                 due_at=now,
             )
-            message_id = self._admit_if_free(tx, job)
+            message_id = self.scheduler.admit_new(tx, job, now)
             tx.jobs.add(job)  # raises the Conflict naming the job in the way
             tx.jobs.add_event(JobEvent(job.id, now, Step.DRAFT, "created"))
             tx.commit()
@@ -92,20 +94,16 @@ class JobService:
     def retry(self, job_id: str, account_id: int | None) -> WritebackJob:
         """Re-run a failed job from where it stopped. A posted note is never posted again: the
         job keeps its note id and its marker."""
-        now = self.clock()
         with self.uow() as tx:
+            now = tx.now()
             job = tx.jobs.get(job_id, account_id)
             if job is None:
                 raise NotFound(f"Job {job_id} not found.")
             try:
                 step = job.requeue(now)
             except TransitionRefused:
-                raise Conflict(
-                    f"Job {job_id} is {job.state}; only failed jobs can be retried.",
-                    "job_not_failed",
-                    job_id,
-                ) from None
-            message_id = self._admit_if_free(tx, job)
+                raise _not_retryable(job) from None
+            message_id = self.scheduler.admit_new(tx, job, now)
             if not tx.jobs.save(job):  # raises the Conflict naming a newer job of the session
                 raise Conflict(f"Job {job_id} changed while being retried.", "job_not_failed")
             tx.jobs.add_event(JobEvent(job_id, now, step, "retried", {"from_step": str(step)}))
@@ -127,16 +125,19 @@ class JobService:
             tx.commit()
         return draft, False
 
-    # Helpers
-
-    def _admit_if_free(self, tx: UnitOfWork, job: WritebackJob) -> str | None:
-        """Straight to the broker when the tenant has a free slot; else held for the scheduler."""
-        if tx.jobs.occupied_slots(job.tenant) >= self.policy.tenant_slots:
-            return None
-        message_id = self.queue.new_message_id()
-        job.admit(message_id, self.clock())
-        return message_id
-
     def _send(self, job: WritebackJob, message_id: str | None) -> None:
         if message_id is not None:
-            send(job, message_id, uow=self.uow, queue=self.queue, clock=self.clock)
+            self.scheduler.send(job, message_id)
+
+
+def _not_retryable(job: WritebackJob) -> Conflict:
+    if job.duplicate_of is not None:
+        return Conflict(
+            f"Job {job.id} was a second close of its session, found at an upgrade; job "
+            f"{job.duplicate_of} is the one that counts.",
+            "duplicate_close",
+            job.duplicate_of,
+        )
+    return Conflict(
+        f"Job {job.id} is {job.state}; only failed jobs can be retried.", "job_not_failed", job.id
+    )

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from writeback.domain.errors import AlreadyClosed, Conflict, JobInFlight
+from writeback.domain.errors import AlreadyClosed, Conflict, Failure, JobInFlight
+from writeback.domain.retry import RetryPolicy
 
 
 def utcnow() -> datetime:
@@ -230,12 +231,11 @@ class AiSession:
         return self.psa_connection_id is not None and self.psa_ticket_id is not None
 
 
-def tenant_of(session: AiSession) -> str:
-    """Whose budget and admission slots a job uses: its PSA connection, or its account for
-    a session with no ticket (no PSA involved)."""
-    if session.has_ticket:
-        return f"psa:{session.psa_connection_id}"
-    return f"local:{session.account_id}"
+def tenant_of(connection_id: int | None, account_id: int) -> str:
+    """Whose admission slots a job uses: its PSA connection, or its account for a job with no
+    ticket (no PSA involved). (The request budget is keyed by the PSA instance instead, which
+    two connections to one PSA share: adapters/psa/budget.py.)"""
+    return f"psa:{connection_id}" if connection_id is not None else f"local:{account_id}"
 
 
 def closed_conflict(blocking: WritebackJob) -> Conflict:
@@ -257,8 +257,31 @@ def closed_conflict(blocking: WritebackJob) -> Conflict:
     )
 
 
+def ticket_conflict(holder: WritebackJob) -> Conflict:
+    """Why a session's ticket or connection cannot change while `holder` exists, naming it."""
+    if holder.in_flight:
+        return JobInFlight(holder.id)
+    return Conflict(
+        f"Job {holder.id} may have posted its note to ticket {holder.psa_ticket_id}; the "
+        "session stays linked to that ticket.",
+        "ticket_locked",
+        holder.id,
+    )
+
+
 class TransitionRefused(Exception):
     """A transition the job's current state does not allow (a stale or duplicate message)."""
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """A step's failed attempt, classified once where it was understood."""
+
+    code: str
+    message: str
+    failure: Failure
+    attempts: int = 1  # attempts at the PSA or the model it stands for
+    retry_after: float | None = None  # the PSA's or the model's own word, honoured exactly
 
 
 @dataclass
@@ -269,6 +292,8 @@ class WritebackJob:
     with `WHERE version = <the version it was loaded at>`, so two writers can never both win.
     At most one broker message is outstanding per job (`message_id`); a job with none is held
     in the database (waiting for admission or for `due_at`) and released by the scheduler.
+    Times are the database's (`UnitOfWork.now`): a host's clock may be off, the database's is
+    the one every process shares.
     """
 
     account_id: int
@@ -277,6 +302,10 @@ class WritebackJob:
     tenant: str
     created_at: datetime
     updated_at: datetime
+    # The ticket the job writes to, as its session named it when the job was created: a job
+    # never follows a later change of the session (that is refused while it may write).
+    psa_connection_id: int | None = None
+    psa_ticket_id: str | None = None
     markdown: str | None = None
     state: JobState = JobState.QUEUED
     step: Step = Step.DRAFT
@@ -289,11 +318,13 @@ class WritebackJob:
     status_transition_skipped_reason: str | None = None
     error_code: str | None = None
     error_message: str | None = None
-    post_started_at: datetime | None = None  # intent: a note may exist from here on
+    post_started_at: datetime | None = None  # a note may exist from here on
     message_id: str | None = None  # the one outstanding broker message, if any
+    sent_at: datetime | None = None  # when the broker took that message (None: not yet known)
     lease_until: datetime | None = None  # a running step's lease, renewed by its heartbeat
     due_at: datetime | None = None  # a held job may be released from then on
     redeliveries: int = 0  # deliveries recovered after a worker or the broker lost them
+    duplicate_of: str | None = None  # a second close of its session found at an upgrade
     version: int = 0
     finished_at: datetime | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -303,6 +334,10 @@ class WritebackJob:
     def note_marker(self) -> str:
         """A short reference appended to the posted note: how a retry finds its own note."""
         return f"psa-writeback ref {self.id.replace('-', '')[:16]}"
+
+    @property
+    def has_ticket(self) -> bool:
+        return self.psa_ticket_id is not None
 
     @property
     def error(self) -> dict[str, str] | None:
@@ -319,6 +354,11 @@ class WritebackJob:
         """Waiting in the database: no message outstanding, nobody running it."""
         return self.state in WAITING_STATES and self.message_id is None
 
+    @property
+    def outcome_name(self) -> str:
+        closed_as = str(SESSION_STATUS_BY_KIND[self.kind])
+        return closed_as if self.has_ticket else f"{closed_as}_local"
+
     def _touch(self, now: datetime) -> None:
         self.version += 1
         self.updated_at = now
@@ -327,87 +367,179 @@ class WritebackJob:
         if not allowed:
             raise TransitionRefused(f"job {self.id} is {self.state} at {self.step}: cannot {what}")
 
+    def _require_owner(self, message_id: str, what: str) -> None:
+        self._require(self.state is JobState.RUNNING and self.message_id == message_id, what)
+
+    def _send(self, message_id: str | None) -> None:
+        self.message_id, self.sent_at, self.lease_until = message_id, None, None
+
+    def _hold(self, due: datetime) -> None:
+        self._send(None)
+        self.due_at = due
+
+    # The broker's side: admission, pick-up, loss
+
     def admit(self, message_id: str, now: datetime) -> None:
         """Hand a held job to the broker under `message_id`."""
         self._require(self.held, "admit")
-        self.message_id, self.due_at = message_id, None
+        self._send(message_id)
+        self.due_at = None
         self._touch(now)
 
     def claim(self, message_id: str, lease: float, now: datetime) -> None:
         """A worker picked up the outstanding message: the pick-up acknowledges it."""
         self._require(self.state in WAITING_STATES and self.message_id == message_id, "claim")
         self.state, self.lease_until = JobState.RUNNING, now + timedelta(seconds=lease)
-        if self.step is Step.POST_NOTE and self.post_started_at is None:
-            self.post_started_at = now  # from here on a note may exist: look before posting
         self._touch(now)
 
-    def _require_owner(self, message_id: str, what: str) -> None:
-        self._require(self.state is JobState.RUNNING and self.message_id == message_id, what)
-
-    def advance(self, owner: str, next_step: Step, message_id: str, now: datetime) -> None:
-        """The step is done; the next one goes to the broker at once (the job keeps its slot)."""
-        self._require_owner(owner, "advance")
-        self.step, self.state, self.attempts = next_step, JobState.QUEUED, 0
-        self.message_id, self.lease_until, self.due_at = message_id, None, None
-        self.error_code = self.error_message = None
-        self._touch(now)
-
-    def schedule(
-        self, owner: str, delay: float, now: datetime, *, error: tuple[str, str] | None
-    ) -> None:
-        """Run this step again in `delay` seconds, held in the database until then. `error`
-        (code, message) is a failed attempt; None is a wait that is no attempt (the budget)."""
-        self._require_owner(owner, "schedule a retry")
-        self.state, self.message_id, self.lease_until = JobState.RETRYING, None, None
-        self.due_at = now + timedelta(seconds=delay)
-        if error is not None:
-            self.attempts += 1
-            self.error_code, self.error_message = error
-        self._touch(now)
-
-    def fail(self, owner: str | None, code: str, message: str, now: datetime) -> None:
-        """End failed. `owner` None: decided from outside a step (the sweeper)."""
-        if owner is None:
-            self._require(self.in_flight, "fail")
-        else:
-            self._require_owner(owner, "fail")
-        self.state, self.error_code, self.error_message = JobState.FAILED, code, message
-        self.message_id = self.lease_until = self.due_at = None
-        self.finished_at = now
-        self._touch(now)
-
-    def succeed(self, owner: str, outcome: str, now: datetime) -> None:
-        self._require_owner(owner, "succeed")
-        self.state, self.step, self.outcome = JobState.SUCCEEDED, Step.DONE, outcome
-        self.error_code = self.error_message = None
-        self.message_id = self.lease_until = self.due_at = None
-        self.finished_at = now
-        self._touch(now)
-
-    def recover(self, message_id: str, now: datetime, *, counted: bool = True) -> None:
-        """Its delivery was lost (the worker's lease ran out, or the broker lost the message):
-        the same step goes to the broker again under a new message id. `counted`: the loss is
-        proven, and counts towards delivery_lost."""
-        self._require(self.in_flight, "recover")
-        self.state = JobState.QUEUED if self.state is JobState.RUNNING else self.state
-        self.message_id, self.lease_until, self.due_at = message_id, None, None
-        self.redeliveries += counted
+    def confirm_write(self, owner: str, hold: float, posting: bool, now: datetime) -> None:
+        """Right before a write to the PSA: the step still owns the job, and its lease now
+        covers the whole write (`hold` seconds). The repository saves this only while the lease
+        has not run out by the database's clock. A note may exist from the first such write."""
+        self._require_owner(owner, "write")
+        self.lease_until = max(self.lease_until or now, now + timedelta(seconds=hold))
+        if posting and self.post_started_at is None:
+            self.post_started_at = now
         self._touch(now)
 
     def release(self, message_id: str, now: datetime) -> None:
         """Sending `message_id` failed (broker down): hold the job for the scheduler again."""
         self._require(self.state in WAITING_STATES and self.message_id == message_id, "release")
-        self.message_id, self.due_at = None, now
+        self._hold(now)
+        self._touch(now)
+
+    def recover(self, message_id: str, now: datetime, *, counted: bool, settle: float) -> bool:
+        """Its delivery was lost (the worker's lease ran out, or the broker lost the message):
+        the same step runs again under `message_id`. A step that may have a note POST in flight
+        is held for `settle` seconds first, and then looks for the note before posting.
+        `counted`: the loss is proven, and counts towards delivery_lost. Returns whether
+        `message_id` is to be sent now."""
+        self._require(self.in_flight, "recover")
+        in_flight_post = (
+            self.state is JobState.RUNNING
+            and self.step is Step.POST_NOTE
+            and self.post_started_at is not None
+        )
+        self.state = JobState.QUEUED if self.state is JobState.RUNNING else self.state
+        self.redeliveries += counted
+        if in_flight_post:
+            self._hold(now + timedelta(seconds=settle))
+        else:
+            self._send(message_id)
+            self.due_at = None
+        self._touch(now)
+        return not in_flight_post
+
+    # A step's result: what it found out, and where the job goes next
+
+    def _advance(self, owner: str, next_step: Step, message_id: str, now: datetime) -> None:
+        self._require_owner(owner, f"record {self.step}")
+        self.step, self.state, self.attempts = next_step, JobState.QUEUED, 0
+        self._send(message_id)
+        self.due_at = None
+        self.error_code = self.error_message = None
+        self._touch(now)
+
+    def drafted(self, owner: str, markdown: str, message_id: str, now: datetime) -> None:
+        self._require_owner(owner, "record the draft")
+        self.markdown = markdown
+        self._advance(owner, Step.POST_NOTE if self.has_ticket else Step.FINALIZE, message_id, now)
+
+    def note_posted(
+        self,
+        owner: str,
+        note_id: str,
+        target_status_id: int | None,
+        skipped_reason: str | None,
+        message_id: str,
+        now: datetime,
+    ) -> None:
+        self._require_owner(owner, "record the note")
+        self.external_id = note_id
+        self.target_status_id, self.status_transition_skipped_reason = (
+            target_status_id,
+            skipped_reason,
+        )
+        self._advance(owner, Step.TRANSITION_STATUS, message_id, now)
+
+    def status_changed(self, owner: str, message_id: str, now: datetime) -> None:
+        """The status change was sent, or was not needed; a skipped target has nothing to
+        verify."""
+        next_step = Step.VERIFY if self.target_status_id is not None else Step.FINALIZE
+        self._advance(owner, next_step, message_id, now)
+
+    def verified(
+        self, owner: str, status_id: int | None, status_name: str | None, message_id: str, now: datetime
+    ) -> None:
+        self._require_owner(owner, "record the verification")
+        self.verified_status_id, self.verified_status_name = status_id, status_name
+        self._advance(owner, Step.FINALIZE, message_id, now)
+
+    def finalized(self, owner: str, now: datetime) -> None:
+        """The session is closed in the same transaction: the job succeeded."""
+        self._require_owner(owner, "succeed")
+        self.state, self.step, self.outcome = JobState.SUCCEEDED, Step.DONE, self.outcome_name
+        self.error_code = self.error_message = None
+        self._end(now)
+
+    # Waits and failures
+
+    def wait(self, owner: str, seconds: float, now: datetime) -> None:
+        """Run this step again in `seconds`, held in the database until then; no attempt."""
+        self._require_owner(owner, "wait")
+        self.state = JobState.RETRYING
+        self._hold(now + timedelta(seconds=seconds))
+        self._touch(now)
+
+    def step_failed(
+        self, owner: str, failure: StepFailure, policy: RetryPolicy, now: datetime
+    ) -> float | None:
+        """Count the failed attempt (the one place attempts are counted), then retry after a
+        backoff, or fail: at once for a permanent failure, or once attempts are spent. Returns
+        the delay before the retry, or None when the job failed."""
+        self._require_owner(owner, "record a failure")
+        self.attempts += failure.attempts
+        self.error_code, self.error_message = failure.code, failure.message
+        if failure.failure is Failure.PERMANENT:
+            self._fail(now)
+            return None
+        if self.attempts >= policy.max_attempts:
+            self.error_message = f"{failure.message} (gave up after {self.attempts} attempts)"
+            self._fail(now)
+            return None
+        delay = policy.backoff(self.attempts, failure.retry_after)
+        if failure.failure is Failure.AMBIGUOUS:  # let a possibly stored write land first
+            delay = max(delay, policy.post_settle)
+        self.state = JobState.RETRYING
+        self._hold(now + timedelta(seconds=delay))
+        self._touch(now)
+        return delay
+
+    def fail(self, code: str, message: str, now: datetime) -> None:
+        """End failed, decided from outside a step (the sweeper: its delivery kept getting
+        lost)."""
+        self._require(self.in_flight, "fail")
+        self.error_code, self.error_message = code, message
+        self._fail(now)
+
+    def _fail(self, now: datetime) -> None:
+        self.state = JobState.FAILED
+        self._end(now)
+
+    def _end(self, now: datetime) -> None:
+        self._send(None)
+        self.due_at = None
+        self.finished_at = now
         self._touch(now)
 
     def requeue(self, now: datetime) -> Step:
         """Re-run a failed job from where it stopped; a failed verification re-applies the
         status first. A posted note keeps its id: it is never posted again."""
-        self._require(self.state is JobState.FAILED, "retry")
+        self._require(self.state is JobState.FAILED and self.duplicate_of is None, "retry")
         self.step = Step.TRANSITION_STATUS if self.step is Step.VERIFY else self.step
         self.state, self.attempts, self.redeliveries = JobState.QUEUED, 0, 0
         self.error_code = self.error_message = self.finished_at = None
-        self.message_id, self.due_at = None, now
+        self._hold(now)
         self._touch(now)
         return self.step
 
@@ -442,9 +574,11 @@ class JobEvent:
 
 
 class StepLoad(NamedTuple):
-    """What a step's claim reads at once: the job, its session (None: deleted meanwhile) and
-    the session's PSA connection (None: a local session, or the connection is gone)."""
+    """What a step's claim reads at once: the job, its session (None: deleted meanwhile), the
+    job's PSA connection (None: a local job, or the connection is gone) and the database's
+    time of the read."""
 
     job: WritebackJob
     session: AiSession | None
     connection: PsaConnection | None
+    now: datetime

@@ -1,16 +1,19 @@
 """The writeback pipeline: one handler per step, each safe to run twice.
 
 A step runs in two transactions around its I/O. The first loads the job with what the step
-needs (one joined read) and claims it (the pick-up acknowledges the job's one outstanding
-message). The step then
-talks to the PSA or the model with no transaction open, its lease renewed by a heartbeat. The
-second records the result, moves the job on (`WritebackJob` decides how) and writes the step's
-one audit row. The next step's message is sent only after that commit.
+needs (one joined read, with the database's time) and claims it: the pick-up acknowledges the
+job's one outstanding message. The step then talks to the PSA or the model with no transaction
+open, its lease renewed by a heartbeat, and every write to the PSA fenced (domain/fencing.py).
+A handler only finds things out and returns them as plain data; the second transaction hands
+that to the job's own method (`drafted`, `note_posted`, ...), which records it and decides where
+the job goes next, and writes the step's one audit row. The next message is sent after that
+commit. The step's clock is the claim's database time plus the step's own monotonic time, so a
+host whose clock is off still writes the database's times.
 
 Every failure is classified once, where it is understood (`DomainError.failure`): transient
 failures are retried with backoff, ambiguous ones (a write whose answer was lost) wait the
-settle time and look before writing again, permanent ones fail the job at once. A spent request
-budget is no failure at all: the job is held until a request fits.
+settle time and look before writing again, permanent ones fail the job at once. A wait (the
+request budget, our own database or Redis, a lost lease) is no failure and no attempt.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -28,30 +31,29 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from writeback.domain import logcontext
 from writeback.domain.drafting import Drafting, Prepared
 from writeback.domain.errors import (
-    BudgetWait,
     ConnectionGone,
     DomainError,
     Failure,
     SessionGone,
     StatusNotApplied,
+    Wait,
 )
-from writeback.domain.lease import LeaseKeeper
+from writeback.domain.fencing import Fence
+from writeback.domain.lease import Lease, LeaseKeeper
 from writeback.domain.model import (
     NOTE_TYPE_BY_KIND,
-    SESSION_STATUS_BY_KIND,
     AccountSettings,
     AiSession,
     Draft,
     JobEvent,
-    JobKind,
     PsaConnection,
     StatusMapping,
     Step,
+    StepFailure,
     TransitionRefused,
     WritebackJob,
 )
 from writeback.domain.ports import (
-    Clock,
     JobQueue,
     Monotonic,
     ProviderRegistry,
@@ -61,7 +63,7 @@ from writeback.domain.ports import (
     UnitOfWorkFactory,
 )
 from writeback.domain.retry import RetryPolicy
-from writeback.domain.scheduler import send
+from writeback.domain.scheduler import Scheduler
 from writeback.domain.status_targets import StatusCatalog, resolve_target
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,9 @@ log = logging.getLogger(__name__)
 
 class Action(enum.StrEnum):
     ADVANCE = "advance"  # step done; the next one is in the broker
-    HELD = "held"  # waiting in the database (a retry's backoff or the request budget)
+    HELD = "held"  # waiting in the database (a retry's backoff, the budget, an outage)
     FAILED = "failed"  # the job ended failed; `message` says why
-    SKIPPED = "skipped"  # not ours to run: a stale or duplicate message
+    SKIPPED = "skipped"  # not ours to run: a stale or duplicate message, or a lost lease
     FINISHED = "finished"  # the job succeeded
 
 
@@ -87,25 +89,57 @@ class Context:
     """What a step needs, loaded with its claim in one transaction."""
 
     job: WritebackJob
+    owner: str  # the message the step runs under
     session: AiSession | None  # None: deleted meanwhile (the step fails session_gone)
     connection: PsaConnection | None
+    claimed_at: datetime  # the database's time of the claim
+    started: float  # the step's monotonic time then
     settings: AccountSettings | None = None
     status_map: list[StatusMapping] = field(default_factory=list)
     prepared: Prepared | None = None
     cached_draft: Draft | None = None
     resuming: bool = False  # post_note: an earlier attempt may have stored the note
+    lease: Lease = field(default_factory=Lease)
 
 
-@dataclass
-class Done:
-    """A step's result: what to record on the job, where it goes next, what to audit."""
+# What each handler found out: plain data, recorded by the job's method of the same name.
 
-    next_step: Step
-    event: str
-    detail: dict[str, Any] = field(default_factory=dict)
-    record: Callable[[WritebackJob], None] = lambda job: None
-    also: Callable[[UnitOfWork], None] = lambda tx: None
 
+@dataclass(frozen=True)
+class Drafted:
+    markdown: str
+    drafter: str
+    cached: bool
+    fresh: tuple[str, Draft] | None = None  # a new draft for the preview cache: (key, draft)
+
+
+@dataclass(frozen=True)
+class NotePosted:
+    note_id: str
+    target_status_id: int | None
+    skipped_reason: str | None
+    found: bool  # an earlier attempt's note, found by its marker
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    from_status_id: int | None
+    to_status_id: int | None  # None: no target (skipped; the reason is on the job)
+
+
+@dataclass(frozen=True)
+class Verified:
+    status_id: int | None
+    status_name: str | None
+    failed_attempts: list[str]
+
+
+@dataclass(frozen=True)
+class Finalized:
+    pass
+
+
+Found = Drafted | NotePosted | StatusChanged | Verified | Finalized
 
 # What each step sends to the PSA when all goes well, paid from the tenant's budget up front:
 # the ticket read (and, resuming, the note search) and the post; a read and the change; a read.
@@ -122,30 +156,33 @@ class WritebackPipeline:
         *,
         uow: UnitOfWorkFactory,
         queue: JobQueue,
+        scheduler: Scheduler,
         registry: ProviderRegistry,
         drafting: Drafting,
         statuses: StatusCatalog,
         policy: RetryPolicy,
         leases: LeaseKeeper,
-        clock: Clock,
         sleep: Sleep,
         monotonic: Monotonic = time.monotonic,
         claims: UnitOfWorkFactory | None = None,
+        fences: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
-        # The claim is a read, then one update guarded by the version read: each statement is
-        # atomic alone, so it may run without BEGIN and COMMIT (two round trips fewer).
+        # The claim and the fence are single statements (a read, then one guarded update), each
+        # atomic alone, so they run without BEGIN and COMMIT (two round trips fewer). A fence
+        # changes nothing a follower sees, so its unit of work publishes nothing.
         self._claims = claims or uow
         self._queue = queue
+        self._scheduler = scheduler
         self._registry = registry
         self._drafting = drafting
         self._statuses = statuses
         self._policy = policy
         self._leases = leases
-        self._clock = clock
         self._sleep = sleep
         self._monotonic = monotonic
-        self._handlers: dict[Step, Callable[[Context], Done]] = {
+        self._fence = Fence(fences or self._claims, policy, monotonic)
+        self._handlers: dict[Step, Callable[[Context], Found]] = {
             Step.DRAFT: self._draft,
             Step.POST_NOTE: self._post_note,
             Step.TRANSITION_STATUS: self._transition_status,
@@ -155,27 +192,35 @@ class WritebackPipeline:
 
     def run_step(self, job_id: str, step: Step, message_id: str) -> StepResult:
         with logcontext.bound(job_id=job_id, step=str(step)):
-            started = self._clock()
-            ctx = self._claim(job_id, step, message_id, started)
+            ctx = self._claim(job_id, step, message_id)
             if ctx is None:
                 return StepResult(Action.SKIPPED)
-            with self._leases.keep(job_id, message_id):
-                timer = self._monotonic()
+            with self._leases.keep(job_id, message_id) as lease:
+                ctx.lease = lease
                 try:
-                    done: Done | Exception = self._handlers[step](ctx)
+                    found: Found | Exception = self._handlers[step](ctx)
                 except Exception as exc:  # classified in _record, never lost
-                    done = exc
-                took = round(self._monotonic() - timer, 3)
-            return self._record(ctx.job, message_id, done, started, took)
+                    found = exc
+            result = self._record(ctx, found)
+        if result.action in (Action.FINISHED, Action.FAILED, Action.HELD):
+            try:
+                self._scheduler.step_ended(result.tenant)  # its slot is free
+            except Wait:  # the sweep admits the next job instead
+                log.warning("job %s: the next job of %s is left to the sweep", job_id, result.tenant)
+        return result
+
+    def _now(self, ctx: Context) -> datetime:
+        """The database's time, from the claim's and the step's own monotonic clock."""
+        return ctx.claimed_at + timedelta(seconds=self._monotonic() - ctx.started)
 
     # The first transaction: load and claim
 
-    def _claim(self, job_id: str, step: Step, message_id: str, now: datetime) -> Context | None:
+    def _claim(self, job_id: str, step: Step, message_id: str) -> Context | None:
         with self._claims() as tx:
             loaded = tx.jobs.for_step(job_id)
             if loaded is None or loaded.job.step is not step:
                 return None
-            job, session, connection = loaded
+            job, session, connection, now = loaded
             resuming = job.post_started_at is not None
             try:
                 job.claim(message_id, self._policy.step_lease, now)
@@ -185,7 +230,8 @@ class WritebackPipeline:
             logcontext.add(session_id=job.session_id, account_id=job.account_id)
             if not tx.jobs.save(job):
                 return None
-            ctx = Context(job=job, session=session, connection=connection, resuming=resuming)
+            ctx = Context(job, message_id, session, connection, now, self._monotonic())
+            ctx.resuming = resuming
             if session is not None:
                 self._load_for_step(tx, ctx, session)
             tx.commit()
@@ -202,37 +248,31 @@ class WritebackPipeline:
 
     # Steps: I/O only, no transaction open
 
-    def _draft(self, ctx: Context) -> Done:
-        next_step = Step.POST_NOTE if self._session(ctx).has_ticket else Step.FINALIZE
+    def _draft(self, ctx: Context) -> Drafted:
+        job = ctx.job
+        self._session(ctx)
         if ctx.prepared is None:  # the technician's own markdown, checked when it was posted
-            return Done(next_step, "drafted", {"drafter": "technician"})
-        draft, cached = ctx.cached_draft, True
-        if draft is None:
-            # Reuses the preview the technician saw when the session has not changed since.
-            draft, cached = self._drafting.fresh(ctx.prepared), False
-        prepared, markdown = ctx.prepared, draft.markdown
+            assert job.markdown is not None
+            return Drafted(job.markdown, "technician", cached=False)
+        if ctx.cached_draft is not None:
+            return Drafted(ctx.cached_draft.markdown, ctx.cached_draft.drafter, cached=True)
+        # Reuses the preview the technician saw when the session has not changed since.
+        draft = self._drafting.fresh(ctx.prepared)
+        return Drafted(draft.markdown, draft.drafter, False, (ctx.prepared.key, draft))
 
-        def record(job: WritebackJob) -> None:
-            job.markdown = markdown
-
-        def store(tx: UnitOfWork) -> None:
-            if not cached:
-                tx.drafts.put(prepared.key, ctx.job.account_id, draft)
-
-        return Done(
-            next_step,
-            "drafted",
-            {"drafter": draft.drafter, "cached": cached},
-            record=record,
-            also=store,
-        )
-
-    def _post_note(self, ctx: Context) -> Done:
-        job, session = ctx.job, self._session(ctx)
-        ticket_id = session.psa_ticket_id
-        if ticket_id is None or job.external_id is not None:
-            return Done(Step.TRANSITION_STATUS, "note_posted", {"note_id": job.external_id})
-        provider = self._provider(ctx)
+    def _post_note(self, ctx: Context) -> NotePosted:
+        job = ctx.job
+        self._session(ctx)
+        ticket_id = job.psa_ticket_id
+        assert ticket_id is not None  # a job without a ticket goes from draft to finalize
+        if job.external_id is not None:  # posted by an earlier attempt that recorded it
+            return NotePosted(
+                job.external_id,
+                job.target_status_id,
+                job.status_transition_skipped_reason,
+                found=True,
+            )
+        provider = self._provider(ctx, posting=True)
         target_id, skipped = job.target_status_id, job.status_transition_skipped_reason
         if target_id is None and skipped is None:
             # Decided before anything is posted: a target that cannot exist on the ticket's
@@ -253,35 +293,24 @@ class WritebackPipeline:
         found = note is not None
         if note is None:
             note = provider.post_note(ticket_id, note_text(job), NOTE_TYPE_BY_KIND[job.kind])
-        note_id = note.id
+        return NotePosted(note.id, target_id, skipped, found)
 
-        def record(job: WritebackJob) -> None:
-            job.external_id = note_id
-            job.target_status_id, job.status_transition_skipped_reason = target_id, skipped
-
-        return Done(
-            Step.TRANSITION_STATUS, "note_posted", {"note_id": note_id, "found": found}, record
-        )
-
-    def _transition_status(self, ctx: Context) -> Done:
-        ticket_id, target = self._session(ctx).psa_ticket_id, ctx.job.target_status_id
+    def _transition_status(self, ctx: Context) -> StatusChanged:
+        job = ctx.job
+        ticket_id, target = job.psa_ticket_id, job.target_status_id
         if ticket_id is None or target is None:  # skipped: the reason is on the job
-            return Done(Step.FINALIZE, "status_change_skipped")
-        provider = self._provider(ctx)
+            return StatusChanged(None, None)
+        provider = self._provider(ctx, posting=False)
         ticket = provider.get_ticket(ticket_id)
         if ticket.status_id != target:  # already there after an earlier attempt: no-op
             provider.update_ticket_status(ticket_id, target)
-        return Done(
-            Step.VERIFY,
-            "status_changed",
-            {"from_status_id": ticket.status_id, "to_status_id": target},
-        )
+        return StatusChanged(ticket.status_id, target)
 
-    def _verify(self, ctx: Context) -> Done:
-        ticket_id, target = self._session(ctx).psa_ticket_id, ctx.job.target_status_id
-        if ticket_id is None or target is None:
-            return Done(Step.FINALIZE, "status_verified")
-        provider = self._provider(ctx)
+    def _verify(self, ctx: Context) -> Verified:
+        job = ctx.job
+        ticket_id, target = job.psa_ticket_id, job.target_status_id
+        assert ticket_id is not None and target is not None  # skipped targets are not verified
+        provider = self._provider(ctx, posting=False)
         attempts, failures = self._policy.verify_attempts, []
         retrying = Retrying(
             stop=stop_after_attempt(attempts),
@@ -308,101 +337,110 @@ class WritebackPipeline:
                         f"after attempt {number} of {attempts}.",
                         number,
                     )
-        status_id, status_name = ticket.status_id, ticket.status_name
+        return Verified(ticket.status_id, ticket.status_name, failures)
 
-        def record(job: WritebackJob) -> None:
-            job.verified_status_id, job.verified_status_name = status_id, status_name
+    def _finalize(self, ctx: Context) -> Finalized:
+        self._session(ctx)
+        return Finalized()
 
-        detail = {"status_id": status_id, "failed_attempts": failures}
-        return Done(Step.FINALIZE, "status_verified", detail, record)
+    # The second transaction: the job records what was found, and moves on
 
-    def _finalize(self, ctx: Context) -> Done:
-        job, session = ctx.job, self._session(ctx)
-        assert job.markdown is not None  # set by the draft step
-        markdown, kind = job.markdown, job.kind
-
-        def close(tx: UnitOfWork) -> None:
-            tx.sessions.close(job.session_id, kind, markdown, self._clock())
-
-        return Done(Step.DONE, "succeeded", {"outcome": outcome_of(kind, session)}, also=close)
-
-    # The second transaction: record, move on, audit
-
-    def _record(
-        self,
-        job: WritebackJob,
-        message_id: str,
-        done: Done | Exception,
-        started: datetime,
-        took: float,
-    ) -> StepResult:
-        step, now = job.step, self._clock()
-        detail: dict[str, Any] = {"started_at": started.isoformat(), "seconds": took}
-        next_message: str | None = None
+    def _record(self, ctx: Context, found: Found | Exception) -> StepResult:
+        job, owner, step, now = ctx.job, ctx.owner, ctx.job.step, self._now(ctx)
+        took = round(self._monotonic() - ctx.started, 3)
+        detail: dict[str, Any] = {"started_at": ctx.claimed_at.isoformat(), "seconds": took}
+        next_message = None
         try:
-            if isinstance(done, Done):
-                event, result = done.event, Action.ADVANCE
-                done.record(job)
-                detail.update(done.detail)
-                if done.next_step is Step.DONE:
-                    job.succeed(message_id, done.detail["outcome"], now)
-                    result = Action.FINISHED
-                else:
-                    next_message = self._queue.new_message_id()
-                    job.advance(message_id, done.next_step, next_message, now)
+            if isinstance(found, Exception):
+                event, action = self._after_failure(job, owner, found, now, detail)
             else:
-                event, result = self._after_failure(job, message_id, done, now, detail)
+                next_message = self._queue.new_message_id() if step is not Step.FINALIZE else ""
+                event, action = self._found(job, owner, found, next_message, now, detail)
         except TransitionRefused:  # our lease was taken over: the new owner decides
             return StepResult(Action.SKIPPED)
         with self._uow() as tx:
             if not tx.jobs.save(job):
                 log.warning("job %s changed while step %s ran; result dropped", job.id, step)
                 return StepResult(Action.SKIPPED)
-            if isinstance(done, Done):
-                done.also(tx)
+            if isinstance(found, Drafted) and found.fresh is not None:
+                key, draft = found.fresh
+                tx.drafts.put(key, job.account_id, draft)
+            if action is Action.FINISHED:
+                assert job.markdown is not None
+                tx.sessions.close(job.session_id, job.kind, job.markdown, now)
             tx.jobs.add_event(JobEvent(job.id, now, step, event, detail))
             tx.commit()
         log.info("job %s step %s: %s (%s s)", job.id, step, event, took)
-        if next_message is not None:
-            send(job, next_message, uow=self._uow, queue=self._queue, clock=self._clock)
-        if result is Action.FAILED:
+        if action is Action.ADVANCE:
+            assert next_message
+            self._scheduler.send(job, next_message)
+        if action is Action.FAILED:
             log.error(
                 "job %s failed at %s: %s: %s", job.id, step, job.error_code, job.error_message
             )
-            return StepResult(result, f"{job.error_code}: {job.error_message}", job.tenant)
-        return StepResult(result, job.error_message or "", job.tenant)
+            return StepResult(action, f"{job.error_code}: {job.error_message}", job.tenant)
+        return StepResult(action, job.error_message or "", job.tenant)
+
+    @staticmethod
+    def _found(
+        job: WritebackJob,
+        owner: str,
+        found: Found,
+        message_id: str,
+        now: datetime,
+        detail: dict[str, Any],
+    ) -> tuple[str, Action]:
+        match found:
+            case Drafted():
+                job.drafted(owner, found.markdown, message_id, now)
+                detail.update(drafter=found.drafter, cached=found.cached)
+                return "drafted", Action.ADVANCE
+            case NotePosted():
+                job.note_posted(
+                    owner,
+                    found.note_id,
+                    found.target_status_id,
+                    found.skipped_reason,
+                    message_id,
+                    now,
+                )
+                detail.update(note_id=found.note_id, found=found.found)
+                return "note_posted", Action.ADVANCE
+            case StatusChanged(to_status_id=None):
+                job.status_changed(owner, message_id, now)
+                return "status_change_skipped", Action.ADVANCE
+            case StatusChanged():
+                job.status_changed(owner, message_id, now)
+                detail.update(from_status_id=found.from_status_id, to_status_id=found.to_status_id)
+                return "status_changed", Action.ADVANCE
+            case Verified():
+                job.verified(owner, found.status_id, found.status_name, message_id, now)
+                detail.update(status_id=found.status_id, failed_attempts=found.failed_attempts)
+                return "status_verified", Action.ADVANCE
+            case Finalized():
+                job.finalized(owner, now)
+                detail.update(outcome=job.outcome)
+                return "succeeded", Action.FINISHED
 
     def _after_failure(
         self,
         job: WritebackJob,
-        message_id: str,
+        owner: str,
         exc: Exception,
         now: datetime,
         detail: dict[str, Any],
     ) -> tuple[str, Action]:
-        if isinstance(exc, BudgetWait):  # no attempt, no settle, no thread held
-            job.schedule(message_id, exc.wait, now, error=None)
-            detail["wait"] = round(exc.wait, 3)
-            return "budget_wait", Action.HELD
-        attempts = 1
-        if isinstance(exc, DomainError):
-            failure, code, message, attempts = exc.failure, exc.code, exc.message, exc.attempts
-        else:  # a bug or an outage we cannot classify: bounded retries, the message kept
-            log.exception("step %s of job %s raised", job.step, job.id)
-            failure, code, message = Failure.TRANSIENT, "internal_error", _describe(exc)
-        detail.update(code=code, message=message)
-        if failure is Failure.PERMANENT or job.attempts + 1 >= self._policy.max_attempts:
-            if failure is not Failure.PERMANENT:
-                message = f"{message} (gave up after {job.attempts + 1} attempts)"
-            job.attempts += attempts
-            job.fail(message_id, code, message, now)
+        if isinstance(exc, Wait):  # no attempt, no settle, no thread held
+            job.wait(owner, exc.wait, now)
+            detail.update(wait=round(exc.wait, 3), reason=exc.code, message=exc.message)
+            return ("budget_wait" if exc.code == "budget_wait" else "wait"), Action.HELD
+        failure = _classified(exc, job)
+        detail.update(code=failure.code, message=failure.message)
+        delay = job.step_failed(owner, failure, self._policy, now)
+        if delay is None:
             return "failed", Action.FAILED
-        delay = self._policy.backoff(job.attempts + 1, getattr(exc, "retry_after", None))
-        if failure is Failure.AMBIGUOUS:  # let a possibly stored note land before we look
-            delay = max(delay, self._policy.post_settle)
-        job.schedule(message_id, delay, now, error=(code, message))
         detail["delay"] = round(delay, 3)
-        log.warning("job %s step %s: %s; retry in %.1f s", job.id, job.step, message, delay)
+        log.warning("job %s step %s: %s; retry in %.1f s", job.id, job.step, failure.message, delay)
         return "retry_scheduled", Action.HELD
 
     # Loading helpers
@@ -413,17 +451,24 @@ class WritebackPipeline:
             raise SessionGone(f"Session {ctx.job.session_id} of job {ctx.job.id} is gone.")
         return ctx.session
 
-    def _provider(self, ctx: Context) -> PsaProvider:
+    def _provider(self, ctx: Context, *, posting: bool) -> PsaProvider:
         if ctx.connection is None or not ctx.connection.is_active:
-            raise ConnectionGone(
-                f"Session {ctx.job.session_id} has no active PSA connection any more."
-            )
-        return self._registry.build(ctx.connection, STEP_REQUESTS.get(ctx.job.step, 1))
+            raise ConnectionGone(f"The PSA connection of job {ctx.job.id} is not active any more.")
+        guard = self._fence.guard(
+            ctx.job, ctx.owner, ctx.lease, lambda: self._now(ctx), posting=posting
+        )
+        requests = STEP_REQUESTS.get(ctx.job.step, 1)
+        return self._registry.build(ctx.connection, requests, before_write=guard)
 
 
-def outcome_of(kind: JobKind, session: AiSession) -> str:
-    closed_as = str(SESSION_STATUS_BY_KIND[kind])
-    return closed_as if session.has_ticket else f"{closed_as}_local"
+def _classified(exc: Exception, job: WritebackJob) -> StepFailure:
+    if isinstance(exc, DomainError):
+        return StepFailure(
+            exc.code, exc.message, exc.failure, exc.attempts, getattr(exc, "retry_after", None)
+        )
+    # A bug or an outage we cannot classify: bounded retries, its first line kept.
+    log.exception("step %s of job %s raised", job.step, job.id)
+    return StepFailure("internal_error", _describe(exc), Failure.TRANSIENT)
 
 
 def _describe(exc: Exception) -> str:

@@ -68,9 +68,17 @@ class ProviderRegistry(Protocol):
         (InvalidInput names `options.<field>`)."""
         ...
 
-    def build(self, connection: PsaConnection, requests: int = 1) -> PsaProvider:
+    def build(
+        self,
+        connection: PsaConnection,
+        requests: int = 1,
+        *,
+        before_write: Callable[[], None] | None = None,
+    ) -> PsaProvider:
         """A provider for the connection; `requests` it is about to send are taken from the
-        tenant's budget at once (a spent budget raises BudgetWait before anything is sent)."""
+        tenant's budget at once (a spent budget raises BudgetWait before anything is sent).
+        `before_write` is called right before each write request is sent (after the budget);
+        what it raises aborts that request unsent."""
         ...
 
 
@@ -145,7 +153,11 @@ class ConnectionRepository(Protocol):
 class SessionRepository(Protocol):
     def add(self, session: AiSession) -> None: ...
 
-    def get(self, session_id: int, account_id: int | None = None) -> AiSession | None: ...
+    def get(
+        self, session_id: int, account_id: int | None = None, *, lock: bool = False
+    ) -> AiSession | None:
+        """`lock`: the row is locked until the transaction ends (SELECT ... FOR UPDATE)."""
+        ...
 
     def close(self, session_id: int, kind: JobKind, markdown: str, now: datetime) -> None: ...
 
@@ -158,18 +170,34 @@ class JobRepository(Protocol):
     def get(self, job_id: str, account_id: int | None = None) -> WritebackJob | None: ...
 
     def for_step(self, job_id: str) -> StepLoad | None:
-        """The job, its session and the session's connection, in one read."""
+        """The job, its session, the job's connection and the database's now, in one read."""
         ...
 
-    def save(self, job: WritebackJob) -> bool:
-        """Write the job's transition if nobody changed it since it was loaded."""
+    def save(
+        self, job: WritebackJob, *, lease_alive: bool = False, lease_expired: bool = False
+    ) -> bool:
+        """Write the job's transition if nobody changed it since it was loaded; with
+        `lease_alive`, only while its stored lease has not run out by the database's clock (a
+        fenced write), with `lease_expired` only once it has (a takeover)."""
         ...
 
-    def heartbeat(self, job_id: str, message_id: str, lease_until: datetime) -> bool: ...
+    def heartbeat(self, job_id: str, message_id: str, lease: float) -> bool:
+        """Renew a running step's lease to `lease` seconds past the database's now. Not a
+        transition: the version stays, so the step's own result still saves."""
+        ...
+
+    def sent(self, job_id: str, message_id: str) -> None:
+        """The broker has the job's message: stamp `sent_at` (the database's now)."""
+        ...
 
     def blocking(
         self, session_id: int, kind: JobKind, excluding: str | None = None
     ) -> WritebackJob | None: ...
+
+    def ticket_holder(self, session_id: int) -> WritebackJob | None:
+        """A job of the session that may still write to its ticket: in flight, or one that
+        may have posted (its ticket cannot change under it)."""
+        ...
 
     def occupied_slots(self, tenant: str) -> int:
         """The tenant's jobs with a message out: in the broker, or running under it. Admitting
@@ -184,7 +212,18 @@ class JobRepository(Protocol):
 
     def lease_expired(self, now: datetime, limit: int) -> list[WritebackJob]: ...
 
-    def outstanding(self, not_picked_since: datetime, limit: int) -> list[WritebackJob]: ...
+    def unsent(self, committed_before: datetime, limit: int) -> list[WritebackJob]:
+        """Jobs waiting on a message that is not known to be sent, unchanged since before
+        `committed_before`."""
+        ...
+
+    def outstanding(self, limit: int) -> list[WritebackJob]:
+        """Jobs waiting on a message the broker took, oldest sent first."""
+        ...
+
+    def record_sweep(self, now: datetime) -> None: ...
+
+    def last_sweep(self) -> datetime | None: ...
 
     def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> list[WritebackJob]:
         """Jobs matching `where`, newest first, starting after `after`."""
@@ -205,6 +244,10 @@ class UnitOfWork(Protocol):
     sessions: SessionRepository
     jobs: JobRepository
     drafts: DraftRepository
+
+    def now(self) -> datetime:
+        """The database's clock: the one time every process agrees on (a host's may be off)."""
+        ...
 
     def __enter__(self) -> UnitOfWork: ...
 

@@ -33,10 +33,24 @@ class RetryPolicy:
     pickup_timeout: float = 600.0
     # Recoveries of a lost delivery before the job fails with delivery_lost.
     max_redeliveries: int = 5
+    # A PSA request's timeout, and how long a step may take between confirming it still owns
+    # its job and sending a write: the confirmation holds the lease for both and a margin, so
+    # no takeover can happen before the write is sent or given up.
+    write_timeout: float = 30.0
+    write_margin: float = 5.0
+    # A message committed but not known to be sent this long (the sender died between its
+    # commit and its send) is sent again.
+    send_grace: float = 5.0
 
     @property
     def heartbeat(self) -> float:
         return self.step_lease / 3
+
+    @property
+    def write_hold(self) -> float:
+        """What a fenced write's confirmation leaves on the lease: the margin the step may
+        spend before the send, the send's own timeout, and the margin again for clocks."""
+        return self.write_timeout + 2 * self.write_margin
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Delay before attempt `attempt + 1`: full-jitter exponential; a PSA's Retry-After,

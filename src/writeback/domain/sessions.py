@@ -7,7 +7,7 @@ from typing import Any
 
 from writeback.domain.accounts import Principal
 from writeback.domain.errors import InvalidInput, NotFound
-from writeback.domain.model import AiSession
+from writeback.domain.model import AiSession, ticket_conflict
 from writeback.domain.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 TOGETHER = "psa_connection_id and psa_ticket_id are set together or not at all"
@@ -59,10 +59,18 @@ class SessionService:
 
     def update(self, principal: Principal, session_id: int, changes: dict[str, Any]) -> AiSession:
         """Change what the session says (the chat goes on); every change is a new state_version,
-        and a new state means new drafts."""
+        and a new state means new drafts. Its ticket stays while a job of it may write to
+        that ticket: in flight, or after it may have posted (409 naming the job)."""
         with self.uow() as tx:
-            session = owned_session(tx, principal, session_id)
+            session = owned_session(tx, principal, session_id, lock=True)
             # Checked before the entity changes: a query would autoflush a dangling foreign key.
+            if any(
+                name in changes and changes[name] != getattr(session, name)
+                for name in ("psa_connection_id", "psa_ticket_id")
+            ):
+                holder = tx.jobs.ticket_holder(session_id)
+                if holder is not None:
+                    raise ticket_conflict(holder)
             if changes.get("psa_connection_id") is not None:
                 _require_active_connection(tx, principal, changes["psa_connection_id"])
             for name, value in changes.items():
@@ -75,8 +83,11 @@ class SessionService:
             return session
 
 
-def owned_session(tx: UnitOfWork, principal: Principal, session_id: int) -> AiSession:
-    session = tx.sessions.get(session_id, principal.account_id)
+def owned_session(
+    tx: UnitOfWork, principal: Principal, session_id: int, *, lock: bool = False
+) -> AiSession:
+    """`lock`: held until the transaction ends (a post and an edit of the ticket take turns)."""
+    session = tx.sessions.get(session_id, principal.account_id, lock=lock)
     if session is None:
         raise NotFound(f"Session {session_id} not found.")
     return session

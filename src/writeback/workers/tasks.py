@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 from celery import Task, current_app, shared_task
-from sqlalchemy.exc import OperationalError
 
 from writeback import bootstrap
+from writeback.domain.errors import StoreUnavailable
 from writeback.domain.model import Step
 from writeback.domain.pipeline import Action
 
@@ -39,7 +39,7 @@ def _run(task: Task, job_id: str, step: Step) -> str:
     started = time.perf_counter()
     try:
         result = container.pipeline.run_step(job_id, step, task.request.id)
-    except OperationalError as exc:  # the database is down: keep the message for later
+    except StoreUnavailable as exc:  # the database is down: keep the message for later
         log.warning("step %s of job %s: database unavailable; retrying the message", step, job_id)
         raise task.retry(countdown=DATABASE_RETRY_SECONDS, exc=exc) from None
     metrics = container.metrics
@@ -49,8 +49,6 @@ def _run(task: Task, job_id: str, step: Step) -> str:
     if result.action in (Action.FINISHED, Action.FAILED):
         state = "succeeded" if result.action is Action.FINISHED else "failed"
         metrics.jobs_finished.labels(state).inc()
-    if result.action in (Action.FINISHED, Action.FAILED, Action.HELD):
-        container.scheduler.admit(result.tenant)  # its slot is free: the next job may go
     if result.action is Action.FAILED:
         # Raising marks the task FAILURE (what ops see in Flower).
         raise StepFailed(result.message)
@@ -81,9 +79,3 @@ def verify(self: Task, job_id: str) -> str:
 def finalize(self: Task, job_id: str) -> str:
     return _run(self, job_id, Step.FINALIZE)
 
-
-@shared_task(name="writeback.sweep")
-def sweep() -> dict[str, int]:
-    """Beat's tick: recover lost deliveries and admit held jobs that are due."""
-    report = _container().scheduler.tick()
-    return {"admitted": report.admitted, "recovered": report.recovered, "failed": report.failed}

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback.adapters.db import tables
 from writeback.domain import ports
-from writeback.domain.errors import Conflict, JobInFlight
+from writeback.domain.errors import Conflict, JobInFlight, StoreUnavailable
 from writeback.domain.model import (
     IN_FLIGHT_STATES,
     SESSION_STATUS_BY_KIND,
@@ -140,8 +140,13 @@ class SqlSessionRepository:
         self._s.add(session)
         self._s.flush()
 
-    def get(self, session_id: int, account_id: int | None = None) -> AiSession | None:
-        return _owned(self._s, AiSession, session_id, account_id)  # type: ignore[no-any-return]
+    def get(
+        self, session_id: int, account_id: int | None = None, *, lock: bool = False
+    ) -> AiSession | None:
+        session = self._s.get(AiSession, session_id, with_for_update=lock)
+        if session is None or (account_id is not None and session.account_id != account_id):
+            return None
+        return session
 
     def close(self, session_id: int, kind: JobKind, markdown: str, now: datetime) -> None:
         """Record the posted document and flip the status: one statement, no load."""
@@ -176,12 +181,9 @@ def _event(row: Any) -> JobEvent:
     return JobEvent(**dict(row._mapping))
 
 
-# What a transition may change: everything but identity and creation.
-_MUTABLE = [
-    c.name
-    for c in jobs_t.columns
-    if c.name not in {"id", "account_id", "session_id", "kind", "tenant", "created_at"}
-]
+# What a transition may change: everything but identity, creation and the job's ticket.
+_FIXED = {"id", "account_id", "session_id", "kind", "tenant", "created_at", "psa_connection_id"}
+_MUTABLE = [c.name for c in jobs_t.columns if c.name not in _FIXED | {"psa_ticket_id"}]
 # The hot path's statements, built once: building a statement costs more CPU than its round
 # trip, and a prebuilt one keeps its cache key.
 _SAVE = (
@@ -190,24 +192,50 @@ _SAVE = (
     .where(jobs_t.c.version == sa.bindparam("loaded_version"))
     .values({name: sa.bindparam(f"new_{name}") for name in _MUTABLE})
 )
+_NOW = tables.db_now()
+# A fenced write lands only while the lease is out; a takeover only once it has run out.
+_SAVE_LEASE_ALIVE = _SAVE.where(jobs_t.c.lease_until > _NOW)
+_SAVE_LEASE_EXPIRED = _SAVE.where(jobs_t.c.lease_until < _NOW)
 _PARTS = ((jobs_t, "j_"), (tables.ai_sessions, "s_"), (tables.psa_connections, "c_"))
 _FOR_STEP = (
-    sa.select(*(c.label(prefix + c.name) for table, prefix in _PARTS for c in table.c))
+    sa.select(
+        *(c.label(prefix + c.name) for table, prefix in _PARTS for c in table.c),
+        _NOW.label("db_now"),
+    )
     .select_from(
         jobs_t.outerjoin(
             tables.ai_sessions, tables.ai_sessions.c.id == jobs_t.c.session_id
         ).outerjoin(
             tables.psa_connections,
-            tables.psa_connections.c.id == tables.ai_sessions.c.psa_connection_id,
+            tables.psa_connections.c.id == jobs_t.c.psa_connection_id,
         )
     )
     .where(jobs_t.c.id == sa.bindparam("job_id"))
 )
+_HEARTBEAT = (
+    sa.update(jobs_t)
+    .where(
+        jobs_t.c.id == sa.bindparam("job_id"),
+        jobs_t.c.message_id == sa.bindparam("message_id"),
+        jobs_t.c.state == str(JobState.RUNNING),
+    )
+    .values(lease_until=tables.db_now(sa.bindparam("lease", type_=sa.Float)))
+)
+_SENT_STAMP = (
+    sa.update(jobs_t)
+    .where(
+        jobs_t.c.id == sa.bindparam("job_id"),
+        jobs_t.c.message_id == sa.bindparam("message_id"),
+        jobs_t.c.sent_at.is_(None),
+    )
+    .values(sent_at=_NOW)
+)
 _ADD_EVENT = sa.insert(tables.job_events)
-# Each matches a partial index exactly (tables.HELD, SENT, RUNNING).
+# Each matches a partial index exactly (tables.HELD, SENT, RUNNING, UNSENT).
 _HELD = sa.text(tables.HELD)
 _SENT = sa.text(tables.SENT)
 _RUNNING = sa.text(tables.RUNNING)
+_UNSENT = sa.text(tables.UNSENT)
 
 
 class SqlJobRepository:
@@ -249,14 +277,21 @@ class SqlJobRepository:
             _job(job),
             AiSession(**session) if session["id"] is not None else None,
             PsaConnection(**connection) if connection["id"] is not None else None,
+            row._mapping["db_now"],
         )
 
-    def save(self, job: WritebackJob) -> bool:
-        """Write the job's transition; False when someone else changed it since it was loaded."""
+    def save(
+        self, job: WritebackJob, *, lease_alive: bool = False, lease_expired: bool = False
+    ) -> bool:
+        """Write the job's transition; False when someone else changed it since it was loaded
+        (or its lease is not as asked, by the database's clock)."""
         params = {f"new_{name}": getattr(job, name) for name in _MUTABLE}
         params.update(job_id=job.id, loaded_version=job.loaded_version)
+        statement = (
+            _SAVE_LEASE_ALIVE if lease_alive else _SAVE_LEASE_EXPIRED if lease_expired else _SAVE
+        )
         try:
-            saved = self._s.execute(_SAVE, params).rowcount == 1  # type: ignore[attr-defined]
+            saved = self._s.execute(statement, params).rowcount == 1  # type: ignore[attr-defined]
         except IntegrityError:  # a requeue while another job of the session is open
             self._s.rollback()
             raise self._conflict(job) from None
@@ -265,19 +300,26 @@ class SqlJobRepository:
             self._changed.append(job)
         return bool(saved)
 
-    def heartbeat(self, job_id: str, message_id: str, lease_until: datetime) -> bool:
-        """Renew a running step's lease. Not a transition: the version stays, so the step's
-        own result still saves."""
-        stmt = (
-            sa.update(jobs_t)
+    def heartbeat(self, job_id: str, message_id: str, lease: float) -> bool:
+        """Renew a running step's lease by the database's clock. Not a transition: the version
+        stays, so the step's own result still saves."""
+        params = {"job_id": job_id, "message_id": message_id, "lease": lease}
+        return self._s.execute(_HEARTBEAT, params).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+    def sent(self, job_id: str, message_id: str) -> None:
+        self._s.execute(_SENT_STAMP, {"job_id": job_id, "message_id": message_id})
+
+    def ticket_holder(self, session_id: int) -> WritebackJob | None:
+        query = (
+            sa.select(jobs_t)
             .where(
-                jobs_t.c.id == job_id,
-                jobs_t.c.message_id == message_id,
-                jobs_t.c.state == str(JobState.RUNNING),
+                jobs_t.c.session_id == session_id,
+                sa.or_(jobs_t.c.state.in_(_IN_FLIGHT), jobs_t.c.post_started_at.is_not(None)),
             )
-            .values(lease_until=lease_until)
+            .order_by(jobs_t.c.created_at.desc())
         )
-        return self._s.execute(stmt).rowcount == 1  # type: ignore[attr-defined, no-any-return]
+        row = self._s.execute(query).first()
+        return _job(row._mapping) if row else None
 
     def _conflict(self, job: WritebackJob) -> Conflict:
         blocking = self.blocking(job.session_id, job.kind, excluding=job.id)
@@ -335,16 +377,31 @@ class SqlJobRepository:
         query = sa.select(jobs_t).where(_RUNNING, jobs_t.c.lease_until < now).limit(limit)
         return [_job(row._mapping) for row in self._s.execute(query)]
 
-    def outstanding(self, not_picked_since: datetime, limit: int) -> list[WritebackJob]:
-        """Jobs whose message waits in the broker, oldest first (`updated_at` is when it was
-        sent, since sending is the job's last change)."""
+    def unsent(self, committed_before: datetime, limit: int) -> list[WritebackJob]:
         query = (
             sa.select(jobs_t)
-            .where(_SENT, jobs_t.c.state.in_(_WAITING), jobs_t.c.updated_at < not_picked_since)
+            .where(_UNSENT, jobs_t.c.updated_at < committed_before)
             .order_by(jobs_t.c.updated_at)
             .limit(limit)
         )
         return [_job(row._mapping) for row in self._s.execute(query)]
+
+    def outstanding(self, limit: int) -> list[WritebackJob]:
+        query = (
+            sa.select(jobs_t)
+            .where(_SENT, jobs_t.c.state.in_(_WAITING), jobs_t.c.sent_at.is_not(None))
+            .order_by(jobs_t.c.sent_at)
+            .limit(limit)
+        )
+        return [_job(row._mapping) for row in self._s.execute(query)]
+
+    def record_sweep(self, now: datetime) -> None:
+        sweeps = tables.sweeps
+        self._s.execute(sa.update(sweeps).where(sweeps.c.name == "sweep").values(at=now))
+
+    def last_sweep(self) -> datetime | None:
+        sweeps = tables.sweeps
+        return self._s.scalar(sa.select(sweeps.c.at).where(sweeps.c.name == "sweep"))
 
     def find(self, where: JobFilter, after: JobCursor | None, limit: int) -> list[WritebackJob]:
         query = self._filtered(sa.select(jobs_t), where)
@@ -467,6 +524,15 @@ class SqlAlchemyUnitOfWork:
     ) -> None:
         # Whatever was not committed explicitly is rolled back; loaded entities stay readable.
         self._session.close()
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            # The database did not answer (refused, gone, restarting): a wait for our own
+            # part, never a PSA attempt. Callers see it in the domain's words.
+            raise StoreUnavailable(f"The database did not answer: {type(exc.orig).__name__}") from exc
+
+    def now(self) -> datetime:
+        now: datetime | None = self._session.scalar(sa.select(tables.db_now()))
+        assert now is not None
+        return now
 
     def commit(self) -> None:
         self._session.commit()

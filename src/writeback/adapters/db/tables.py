@@ -7,6 +7,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from writeback.domain.model import IN_FLIGHT_STATES, WAITING_STATES, JobState
 
@@ -22,12 +24,19 @@ metadata = sa.MetaData(
 
 IN_FLIGHT = "state IN ({})".format(", ".join(f"'{state}'" for state in IN_FLIGHT_STATES))
 # A session is closed once per kind: a job that is not failed, or that may have posted its note
-# (then it is retried, never replaced by a second job that would post a second note).
-CLOSES_SESSION = f"state <> '{JobState.FAILED}' OR post_started_at IS NOT NULL"
+# (then it is retried, never replaced by a second job that would post a second note). A second
+# close that an upgrade found in older data is marked `duplicate_of` the one that counts.
+CLOSES_SESSION = (
+    f"(state <> '{JobState.FAILED}' OR post_started_at IS NOT NULL) AND duplicate_of IS NULL"
+)
 HELD = "message_id IS NULL AND state IN ({})".format(
     ", ".join(f"'{state}'" for state in WAITING_STATES)
 )
 SENT = "message_id IS NOT NULL"  # in the broker, or running under that message
+# Waiting on a message committed and not known to be sent.
+UNSENT = "message_id IS NOT NULL AND sent_at IS NULL AND state IN ({})".format(
+    ", ".join(f"'{state}'" for state in WAITING_STATES)
+)
 RUNNING = f"state = '{JobState.RUNNING}'"
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -47,6 +56,32 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class db_now(sa.sql.functions.FunctionElement[datetime]):  # noqa: N801 - reads as SQL
+    """The database's clock, optionally `seconds` ahead: what leases and deadlines are judged
+    by, so that no host's clock matters. PostgreSQL's now() is the transaction's start (the
+    statement's, on an autocommit connection)."""
+
+    type = UtcDateTime()
+    inherit_cache = True
+    name = "db_now"
+
+
+@compiles(db_now)
+def _now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    args = list(element.clauses)
+    if not args:
+        return "now()"
+    return f"(now() + make_interval(secs => {compiler.process(args[0], **kw)}))"
+
+
+@compiles(db_now, "sqlite")
+def _sqlite_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # The format SQLAlchemy stores SQLite datetimes in, to the millisecond: they compare as text.
+    args = list(element.clauses)
+    ahead = f", printf('%+.3f seconds', {compiler.process(args[0], **kw)})" if args else ""
+    return f"strftime('%Y-%m-%d %H:%M:%f000', 'now'{ahead})"
 
 
 def _fk(target: str) -> sa.ForeignKey:
@@ -142,6 +177,11 @@ writeback_jobs = sa.Table(
     sa.Column("account_id", sa.Integer, _fk("accounts.id"), nullable=False),
     sa.Column("session_id", sa.Integer, _fk("ai_sessions.id"), nullable=False),
     sa.Column("kind", sa.String(20), nullable=False),
+    # The ticket the job writes to, fixed when it is created (NULL: a local job).
+    sa.Column(
+        "psa_connection_id", sa.Integer, sa.ForeignKey("psa_connections.id"), nullable=True
+    ),
+    sa.Column("psa_ticket_id", sa.String(64), nullable=True),
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("step", sa.String(30), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
@@ -157,8 +197,10 @@ writeback_jobs = sa.Table(
     sa.Column("post_started_at", UtcDateTime, nullable=True),
     sa.Column("tenant", sa.String(80), nullable=False),
     sa.Column("message_id", sa.String(80), nullable=True),
+    sa.Column("sent_at", UtcDateTime, nullable=True),
     sa.Column("lease_until", UtcDateTime, nullable=True),
     sa.Column("redeliveries", sa.Integer, nullable=False),
+    sa.Column("duplicate_of", sa.String(36), nullable=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("due_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
@@ -180,6 +222,7 @@ writeback_jobs = sa.Table(
     _partial("ix_writeback_jobs_held", "tenant", "due_at", where=HELD),
     _partial("ix_writeback_jobs_sent", "tenant", "updated_at", where=SENT),
     _partial("ix_writeback_jobs_leases", "lease_until", where=RUNNING),
+    _partial("ix_writeback_jobs_unsent", "updated_at", where=UNSENT),
     # Listing and bulk re-posting of failed jobs: the scan grows with the failed jobs only.
     _partial("ix_writeback_jobs_failed", "created_at", "id", where="state = 'failed'"),
 )
@@ -206,6 +249,14 @@ draft_cache = sa.Table(
     sa.Column("drafter", sa.String(120), nullable=False),
     sa.Column("usage", JSON, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# When the scheduler last swept: one row, so an operator (and /readyz) can see a stopped beat.
+sweeps = sa.Table(
+    "sweeps",
+    metadata,
+    sa.Column("name", sa.String(20), primary_key=True),
+    sa.Column("at", UtcDateTime, nullable=True),
 )
 
 status_mappings = sa.Table(

@@ -95,16 +95,20 @@ class HttpClient:
         self._vet = vet
         self._local = threading.local()
         self._gate: Callable[[], None] | None = None
+        self._before_write: Callable[[], None] | None = None
 
     def pinned(self, vet: Vet) -> HttpClient:
         """A client (with its own sessions) whose every connection goes through `vet`."""
         return HttpClient(self.timeout, self._user_agent, vet, self._observer)
 
-    def gated(self, gate: Callable[[], None]) -> HttpClient:
-        """The same client (and connection pools), calling `gate` before every request: how a
-        tenant's request budget is enforced without providers knowing about it."""
+    def gated(
+        self, gate: Callable[[], None], before_write: Callable[[], None] | None = None
+    ) -> HttpClient:
+        """The same client (and connection pools), calling `gate` before every request (how a
+        tenant's request budget is enforced without providers knowing about it), and
+        `before_write` right before each request that is not a read (the step's fence)."""
         clone = copy.copy(self)
-        clone._gate = gate
+        clone._gate, clone._before_write = gate, before_write
         return clone
 
     def _session(self) -> requests.Session:
@@ -124,6 +128,8 @@ class HttpClient:
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         if self._gate is not None:
             self._gate()
+        if self._before_write is not None and method not in ("GET", "HEAD"):
+            self._before_write()
         status: int | None = None
         try:
             # Never follow redirects: a redirect could carry our credentials to another host.

@@ -98,8 +98,15 @@ class ProviderRegistry:
                     raise InvalidInput(f"options.{name}", exc.message) from None
         return spec.api_url(site_url), given or None
 
-    def build(self, connection: PsaConnection, requests: int = 1) -> PsaProvider:
-        """`requests`: what the caller is about to send, paid from the budget at once."""
+    def build(
+        self,
+        connection: PsaConnection,
+        requests: int = 1,
+        *,
+        before_write: Callable[[], None] | None = None,
+    ) -> PsaProvider:
+        """`requests`: what the caller is about to send, paid from the budget at once;
+        `before_write`: called right before each write is sent."""
         spec = self._specs[connection.provider]
         # The site URL is judged again at connect time: DNS answers may have changed since.
         try:
@@ -111,7 +118,8 @@ class ProviderRegistry:
         except CredentialSealError as exc:
             raise CredentialsUnreadable(str(exc), failed="credentials") from None
         tenant = f"{connection.site_url}|{connection.company_id}"
-        http = self._http.gated(self._budget.gate(connection.provider, tenant, requests))
+        gate = self._budget.gate(connection.provider, tenant, requests)
+        http = self._http.gated(gate, before_write)
         return spec.build(connection, credentials, ProviderContext(http, self._check_url))
 
 

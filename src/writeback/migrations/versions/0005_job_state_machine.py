@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from writeback.adapters.db.tables import CLOSES_SESSION, HELD, IN_FLIGHT, RUNNING, SENT
+from writeback.adapters.db.tables import HELD, IN_FLIGHT, RUNNING, SENT
 
 revision = "0005"
 down_revision = "0004"
@@ -26,7 +26,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("version", sa.Integer, nullable=False, server_default="0"))
         batch_op.drop_column("delivery_id")
-    # Jobs in flight at upgrade time hold no message: the scheduler admits them again.
+    # Jobs in flight at upgrade time hold no message; 0008 hands them to the scheduler.
     op.execute(
         """UPDATE writeback_jobs SET tenant = (
              SELECT CASE WHEN s.psa_connection_id IS NOT NULL AND s.psa_ticket_id IS NOT NULL
@@ -36,13 +36,8 @@ def upgrade() -> None:
     with op.batch_alter_table("writeback_jobs", schema=None) as batch_op:
         batch_op.alter_column("tenant", server_default=None)
         batch_op.alter_column("version", server_default=None)
-        batch_op.create_index(
-            "uq_writeback_jobs_session_kind_closes",
-            ["session_id", "kind"],
-            unique=True,
-            postgresql_where=sa.text(CLOSES_SESSION),
-            sqlite_where=sa.text(CLOSES_SESSION),
-        )
+        # The unique index on closes is made by 0008, once older data's second closes of a
+        # session are marked: here it would abort the upgrade on them.
         batch_op.drop_index("ix_writeback_jobs_due")
         for name, columns, where in (
             ("ix_writeback_jobs_held", ["tenant", "due_at"], HELD),
@@ -68,7 +63,6 @@ def downgrade() -> None:
             postgresql_where=sa.text(IN_FLIGHT),
             sqlite_where=sa.text(IN_FLIGHT),
         )
-        batch_op.drop_index("uq_writeback_jobs_session_kind_closes")
         batch_op.add_column(sa.Column("delivery_id", sa.String(200), nullable=True))
         batch_op.drop_column("version")
         batch_op.drop_column("lease_until")
