@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from writeback.domain.errors import JobInFlight
+from writeback.domain.errors import JobInFlight, StoreUnavailable
 from writeback.domain.model import (
     SESSION_STATUS_BY_KIND,
     WAITING_STATES,
@@ -68,6 +68,7 @@ class Store:
     clock: Callable[[], datetime] = utcnow
     # Held locks and their transaction; `wait` is how a blocked transaction lets others run.
     locks: dict[Hashable, object] = field(default_factory=dict)
+    waits: dict[object, Hashable] = field(default_factory=dict)  # who waits for which lock
     wait: Callable[[], None] | None = None
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -147,13 +148,40 @@ class FakeUnitOfWork:
     # Writes
 
     def lock(self, key: Hashable) -> None:
-        while self.store.locks.get(key, self) is not self:
-            if self.store.wait is None:
+        """Wait for `key`; a wait that would close a cycle fails as PostgreSQL's deadlock
+        detection fails one of the transactions."""
+        store = self.store
+        while store.locks.get(key, self) is not self:
+            if store.wait is None:
                 raise AssertionError(f"lock {key!r} held by another transaction")
-            self.store.wait()
-        if key not in self.store.locks:
-            self.store.locks[key] = self
+            if self._would_deadlock(key):
+                raise StoreUnavailable("The database did not answer: deadlock detected")
+            store.waits[self] = key
+            try:
+                store.wait()
+            finally:
+                del store.waits[self]
+        if key not in store.locks:
+            store.locks[key] = self
             self._held.append(key)
+
+    def try_lock(self, key: Hashable) -> bool:
+        """Take `key` if no other transaction holds it (pg_try_advisory_xact_lock, SKIP LOCKED)."""
+        if self.store.locks.get(key, self) is not self:
+            return False
+        self.lock(key)
+        return True
+
+    def _would_deadlock(self, key: Hashable) -> bool:
+        holder = self.store.locks.get(key)
+        seen = set()
+        while holder is not None and holder not in seen:
+            if holder is self:
+                return True
+            seen.add(holder)
+            waiting_for = self.store.waits.get(holder)
+            holder = self.store.locks.get(waiting_for) if waiting_for is not None else None
+        return False
 
     def write(self, table: str, key: Hashable, value: Any) -> None:
         self.lock((table, key))
@@ -396,9 +424,15 @@ class FakeJobs:
     def _in_flight(self, tenant: str | None = None) -> list[WritebackJob]:
         return [j for j in self._jobs() if j.in_flight and tenant in (None, j.tenant)]
 
-    def occupied_slots(self, tenant: str) -> int:
-        self.tx.lock(("admission", tenant))  # pg_advisory_xact_lock(hashtext(tenant))
+    def occupied_slots(self, tenant: str) -> int | None:
+        if not self.tx.try_lock(("admission", tenant)):  # pg_try_advisory_xact_lock
+            return None
         return sum(1 for j in self._in_flight(tenant) if j.message_id is not None)
+
+    def _locked(self, jobs: list[WritebackJob], limit: int) -> list[WritebackJob]:
+        """FOR UPDATE SKIP LOCKED: up to `limit` of `jobs` no other transaction holds."""
+        mine = [j for j in jobs if self.tx.try_lock(("jobs", j.id))][:limit]
+        return copy.deepcopy(mine)
 
     def tenants_waiting(self, now: datetime) -> dict[str, int]:
         due = [j.tenant for j in self._in_flight() if j.held and j.due_at and j.due_at <= now]
@@ -411,7 +445,7 @@ class FakeJobs:
     def held_due(self, tenant: str, now: datetime, limit: int) -> list[WritebackJob]:
         due = [j for j in self._in_flight(tenant) if j.held and j.due_at and j.due_at <= now]
         due.sort(key=lambda j: (j.due_at or now, j.created_at, j.id))
-        return copy.deepcopy(due[:limit])
+        return self._locked(due, limit)
 
     def lease_expired(self, now: datetime, limit: int) -> list[WritebackJob]:
         expired = [
@@ -419,7 +453,7 @@ class FakeJobs:
             for j in self._in_flight()
             if j.state is JobState.RUNNING and j.lease_until and j.lease_until < now
         ]
-        return copy.deepcopy(expired[:limit])
+        return self._locked(expired, limit)
 
     def unsent(self, committed_before: datetime, limit: int) -> list[WritebackJob]:
         waiting = [
@@ -430,7 +464,7 @@ class FakeJobs:
             and j.sent_at is None
             and j.updated_at < committed_before
         ]
-        return copy.deepcopy(sorted(waiting, key=lambda j: (j.updated_at, j.id))[:limit])
+        return self._locked(sorted(waiting, key=lambda j: (j.updated_at, j.id)), limit)
 
     def outstanding(self, limit: int) -> list[WritebackJob]:
         waiting = [
@@ -438,7 +472,7 @@ class FakeJobs:
             for j in self._in_flight()
             if j.state in WAITING_STATES and j.message_id is not None and j.sent_at is not None
         ]
-        return copy.deepcopy(sorted(waiting, key=lambda j: (j.sent_at, j.id))[:limit])
+        return self._locked(sorted(waiting, key=lambda j: (j.sent_at, j.id)), limit)
 
     def record_sweep(self, now: datetime) -> None:
         self.tx.write("sweeps", "sweep", now)

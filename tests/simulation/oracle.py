@@ -114,6 +114,7 @@ class Oracle:
                 )
                 continue
             run = self._run()
+            run = run if run is not None and run.job_id == job_id else None  # its own step
             gave_up = job.state is JobState.FAILED and job.error_code not in TRANSIENT_CODES
             if job.attempts > before.attempts and not gave_up:
                 if run is None or not run.failures:
@@ -126,7 +127,7 @@ class Oracle:
             took_over = (
                 before.state is JobState.RUNNING
                 and (job.message_id, job.state) != (before.message_id, before.state)
-                and (run is None or run.job_id != job_id)
+                and run is None
             )
             if took_over and before.lease_until is not None and before.lease_until > now:
                 self.violation(
@@ -159,7 +160,10 @@ class Oracle:
         late = 2 * world.sweep_interval + 1.0
         for job in world.store.jobs.values():
             due = job.held and job.due_at is not None and job.due_at <= now
-            if not due or occupied[job.tenant] >= limit or not world.scheduler_can_run():
+            frozen = world.frozen_lock(("admission", job.tenant)) or world.frozen_lock(
+                ("jobs", job.id)
+            )
+            if not due or occupied[job.tenant] >= limit or frozen or not world.scheduler_can_run():
                 self.overdue_since.pop(job.id, None)
                 continue
             since = self.overdue_since.setdefault(job.id, world.sim.now)

@@ -23,8 +23,6 @@ from datetime import datetime
 from typing import Any
 from unittest import mock
 
-from sqlalchemy.exc import OperationalError
-
 from tests.fake_db import FakeUnitOfWork, Store
 from tests.simulation.broker import (
     AMQP_HEARTBEAT_TIMEOUT,
@@ -42,7 +40,7 @@ from writeback.adapters.psa.budget import DEFAULT_RATES, RequestBudget
 from writeback.config import load_settings
 from writeback.domain.accounts import Principal
 from writeback.domain.drafting import Drafting, DraftPolicy, fingerprint, render_escalation
-from writeback.domain.errors import DomainError, DraftRejected, LlmUnavailable
+from writeback.domain.errors import DomainError, DraftRejected, LlmUnavailable, StoreUnavailable
 from writeback.domain.jobs import JobService
 from writeback.domain.lease import LeaseKeeper
 from writeback.domain.model import (
@@ -59,7 +57,7 @@ from writeback.domain.model import (
     User,
     WritebackJob,
 )
-from writeback.domain.pipeline import Action, WritebackPipeline
+from writeback.domain.pipeline import WritebackPipeline
 from writeback.domain.redaction import Redactor
 from writeback.domain.repost import repost_one, stream_jobs
 from writeback.domain.scheduler import Scheduler
@@ -68,11 +66,6 @@ from writeback.domain.status_targets import StatusCatalog
 
 FAULTS_END = 600.0  # faults happen in the first ten simulated minutes
 DATABASE_RETRY_SECONDS = 5  # workers/tasks.py: a step whose database is down is retried then
-
-
-class DatabaseDown(OperationalError):
-    def __init__(self) -> None:
-        super().__init__("SELECT 1", {}, ConnectionRefusedError("database unreachable"))
 
 
 # Ports: a point before every call, and the outages
@@ -103,6 +96,7 @@ class SimUnitOfWork(FakeUnitOfWork):
 
     def __enter__(self) -> SimUnitOfWork:
         self.world.db_point("db begin")
+        self.actor = self.world.sim.current
         super().__enter__()
         for name in ("accounts", "connections", "sessions", "jobs", "drafts"):
             setattr(self, name, _Port(getattr(self, name), f"db {name}", self.world.db_point))
@@ -111,6 +105,10 @@ class SimUnitOfWork(FakeUnitOfWork):
     def commit(self) -> None:
         self.world.db_point("db commit")
         super().commit()
+
+    def now(self) -> datetime:
+        self.world.db_point("db now")
+        return super().now()
 
     def _apply(self) -> None:
         jobs = {k: v for (t, k), v in self._writes.items() if t == "jobs"}
@@ -300,6 +298,14 @@ class World:
             and any(p.alive and p.paused_until <= self.sim.now for p in workers)
         )
 
+    def frozen_lock(self, key: object) -> bool:
+        """Whether a transaction of a paused process holds `key`: what waits for it waits for
+        the pause (as it would on PostgreSQL)."""
+        holder = self.store.locks.get(key)
+        actor = getattr(holder, "actor", None)
+        process = actor.process if actor is not None else None
+        return process is not None and process.paused_until > self.sim.now
+
     # Wiring
 
     def _transport(self, name: str, default: Any) -> Any:
@@ -308,12 +314,14 @@ class World:
     @property
     def sweeps_in_queue(self) -> bool:
         """Beat sends the sweep to the step queue (workers run it) unless it sweeps itself."""
-        return any(e["task"] == SWEEP for e in self.celery.get("beat_schedule", {}).values())
+        return self.celery.get("beat_scheduler") != celery_config.SWEEPING_SCHEDULER
 
     def db_point(self, label: str) -> None:
+        """A database call; while the database is down it fails as the SQL unit of work's do
+        (adapters/db/repositories.py turns a refused connection into StoreUnavailable)."""
         self.sim.point(label)
         if self.db_down:
-            raise DatabaseDown()
+            raise StoreUnavailable("The database did not answer: OperationalError")
 
     def uow(self) -> SimUnitOfWork:
         return SimUnitOfWork(self)
@@ -333,22 +341,20 @@ class World:
         return self.sim.now
 
     def _services(self, process: Process) -> Services:
-        clock, policy = self.clock_of(process), self.policy
+        policy = self.policy
         drafting = Drafting(drafter=self.drafter, redactor=Redactor(), policy=DraftPolicy())
+        scheduler = Scheduler(uow=self.uow, queue=self.broker, policy=policy)
         pipeline = WritebackPipeline(
             uow=self.uow,
             queue=self.broker,
+            scheduler=scheduler,
             registry=self.registry,
             drafting=drafting,
-            statuses=StatusCatalog(clock),
+            statuses=StatusCatalog(self.clock_of(process)),
             policy=policy,
             leases=LeaseKeeper(
-                uow=self.uow,
-                clock=clock,
-                lease=policy.step_lease,
-                threads=SimThreads(self.sim, process),
+                uow=self.claims, lease=policy.step_lease, threads=SimThreads(self.sim, process)
             ),
-            clock=clock,
             sleep=self.sim.sleep,
             monotonic=self.monotonic,
             claims=self.claims,
@@ -356,16 +362,9 @@ class World:
         return Services(
             process,
             pipeline,
-            Scheduler(uow=self.uow, queue=self.broker, policy=policy, clock=clock),
-            JobService(
-                uow=self.uow,
-                reads=self.uow,
-                queue=self.broker,
-                drafting=drafting,
-                policy=policy,
-                clock=clock,
-            ),
-            SessionService(uow=self.uow, reads=self.uow, clock=clock),
+            scheduler,
+            JobService(uow=self.uow, reads=self.uow, scheduler=scheduler, drafting=drafting),
+            SessionService(uow=self.uow, reads=self.uow, clock=self.clock_of(process)),
         )
 
     def _setup(self, tenants: int, sessions: int) -> None:
@@ -527,16 +526,14 @@ class World:
         self.sim.spawn("beat", self._beat, process)
 
     def _beat(self) -> None:
-        entry = next(
-            (e for e in self.celery.get("beat_schedule", {}).values() if e["task"] == SWEEP), None
-        )
+        entry = next(e for e in self.celery["beat_schedule"].values() if e["task"] == SWEEP)
         scheduler = self.services["beat"].scheduler
         while True:
             self.sim.sleep(self.sweep_interval)
-            if entry is None:
+            if not self.sweeps_in_queue:
                 try:
                     scheduler.tick()
-                except OperationalError:
+                except StoreUnavailable:
                     pass
                 continue
             expires = entry.get("options", {}).get("expires")
@@ -598,8 +595,8 @@ class World:
                     repost_one(job, jobs=api.jobs)
             elif action == "preview":
                 api.jobs.preview(self.principal, session_id, kind)
-        except (DomainError, OperationalError):
-            pass  # an answer: 4xx for domain errors, 503 for an outage
+        except DomainError:
+            pass  # an answer: 4xx, or 503 while the database is away
         except Exception as exc:  # a 500
             self.oracle.violation(f"client {action} raised {type(exc).__name__}: {exc}")
 
@@ -721,7 +718,7 @@ class Consumer:
                 return
             try:
                 services.scheduler.tick()
-            except OperationalError:
+            except StoreUnavailable:
                 pass
             return
         me = sim.current
@@ -729,10 +726,8 @@ class Consumer:
         me.job = message.job_id
         world.oracle.begin_run(me, message.job_id, str(message.step))
         try:
-            result = services.pipeline.run_step(message.job_id, message.step, message.message_id)
-            if result.action in (Action.FINISHED, Action.FAILED, Action.HELD):
-                services.scheduler.admit(result.tenant)
-        except OperationalError:  # tasks.py: retry the message while the database is down
+            services.pipeline.run_step(message.job_id, message.step, message.message_id)
+        except StoreUnavailable:  # tasks.py: retry the message while the database is down
             world.broker.publish(
                 Message(message.task, message.job_id, message.message_id),
                 delay=DATABASE_RETRY_SECONDS,

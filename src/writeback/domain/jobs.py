@@ -59,9 +59,12 @@ class JobService:
                 updated_at=now,
                 due_at=now,
             )
-            message_id = self.scheduler.admit_new(tx, job, now)
             tx.jobs.add(job)  # raises the Conflict naming the job in the way
             tx.jobs.add_event(JobEvent(job.id, now, Step.DRAFT, "created"))
+            # Last, so the tenant's admission lock is held only while nothing can wait.
+            message_id = self.scheduler.admit_new(tx, job, now)
+            if message_id is not None:
+                tx.jobs.save(job)
             tx.commit()
         self._send(job, message_id)
         return job

@@ -359,15 +359,15 @@ class WritebackPipeline:
         except TransitionRefused:  # our lease was taken over: the new owner decides
             return StepResult(Action.SKIPPED)
         with self._uow() as tx:
-            if not tx.jobs.save(job):
+            if action is Action.FINISHED:  # the session first: every transaction locks it first
+                assert job.markdown is not None
+                tx.sessions.close(job.session_id, job.kind, job.markdown, now)
+            if not tx.jobs.save(job):  # rolled back, the session's close with it
                 log.warning("job %s changed while step %s ran; result dropped", job.id, step)
                 return StepResult(Action.SKIPPED)
             if isinstance(found, Drafted) and found.fresh is not None:
                 key, draft = found.fresh
                 tx.drafts.put(key, job.account_id, draft)
-            if action is Action.FINISHED:
-                assert job.markdown is not None
-                tx.sessions.close(job.session_id, job.kind, job.markdown, now)
             tx.jobs.add_event(JobEvent(job.id, now, step, event, detail))
             tx.commit()
         log.info("job %s step %s: %s (%s s)", job.id, step, event, took)

@@ -199,14 +199,20 @@ class JobRepository(Protocol):
         may have posted (its ticket cannot change under it)."""
         ...
 
-    def occupied_slots(self, tenant: str) -> int:
-        """The tenant's jobs with a message out: in the broker, or running under it. Admitting
-        transactions that count it take their turns, so the slots are a hard bound."""
+    def occupied_slots(self, tenant: str) -> int | None:
+        """The tenant's jobs with a message out: in the broker, or running under it. Counted
+        under the tenant's admission lock, held until the transaction ends, so the slots are
+        a hard bound; None when another transaction holds it (and fills the slots itself):
+        an admission never waits for another."""
         ...
 
     def tenants_waiting(self, now: datetime) -> dict[str, int]:
         """Tenants with held jobs due by `now`, each with its occupied slots."""
         ...
+
+    # The scheduler's scans lock the rows they return and skip rows another transaction
+    # holds (FOR UPDATE SKIP LOCKED): a worker frozen inside a transaction delays its own job,
+    # never the sweep.
 
     def held_due(self, tenant: str, now: datetime, limit: int) -> list[WritebackJob]: ...
 

@@ -103,10 +103,11 @@ class Scheduler:
     # Admission
 
     def admit_new(self, tx: UnitOfWork, job: WritebackJob, now: datetime) -> str | None:
-        """In the transaction that makes `job` ready (a post, a retry): straight to the broker
-        when its tenant has a free slot (the message id to send once committed), else None:
-        held for the sweep."""
-        if tx.jobs.occupied_slots(job.tenant) >= self._policy.tenant_slots:
+        """In the transaction that makes `job` ready (a post, a retry), as its last change:
+        straight to the broker when its tenant has a free slot (the message id to send once
+        committed), else None: held for the sweep."""
+        occupied = tx.jobs.occupied_slots(job.tenant)
+        if occupied is None or occupied >= self._policy.tenant_slots:
             return None
         message_id = self._queue.new_message_id()
         job.admit(message_id, now)
@@ -117,7 +118,8 @@ class Scheduler:
         sent = []
         with self._uow() as tx:
             now = tx.now()
-            free = self._policy.tenant_slots - tx.jobs.occupied_slots(tenant)
+            occupied = tx.jobs.occupied_slots(tenant)
+            free = 0 if occupied is None else self._policy.tenant_slots - occupied
             for job in tx.jobs.held_due(tenant, now, free) if free > 0 else []:
                 message_id = self._queue.new_message_id()
                 job.admit(message_id, now)

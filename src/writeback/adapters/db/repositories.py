@@ -344,13 +344,21 @@ class SqlJobRepository:
         row = self._s.execute(query.order_by(jobs_t.c.created_at.desc())).first()
         return _job(row._mapping) if row else None
 
-    def occupied_slots(self, tenant: str) -> int:
+    def occupied_slots(self, tenant: str) -> int | None:
         """Counted under the tenant's admission lock, held until this transaction ends: two
         admissions never both take the tenant's last slot. (SQLite runs one writer at a time.)"""
         if self._s.get_bind().dialect.name == "postgresql":
-            self._s.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(tenant))))
+            lock = sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(tenant))
+            if not self._s.scalar(sa.select(lock)):
+                return None
         query = sa.select(sa.func.count()).where(jobs_t.c.tenant == tenant, _SENT)
         return int(self._s.scalar(query) or 0)
+
+    def _locked(self, query: Any) -> list[WritebackJob]:
+        """The rows, locked until the transaction ends; rows another transaction holds are
+        left for the next sweep."""
+        rows = self._s.execute(query.with_for_update(skip_locked=True))
+        return [_job(row._mapping) for row in rows]
 
     def tenants_waiting(self, now: datetime) -> dict[str, int]:
         """Tenants with held jobs due now, and how many admission slots each already uses."""
@@ -371,11 +379,10 @@ class SqlJobRepository:
             .order_by(jobs_t.c.due_at, jobs_t.c.created_at)
             .limit(limit)
         )
-        return [_job(row._mapping) for row in self._s.execute(query)]
+        return self._locked(query)
 
     def lease_expired(self, now: datetime, limit: int) -> list[WritebackJob]:
-        query = sa.select(jobs_t).where(_RUNNING, jobs_t.c.lease_until < now).limit(limit)
-        return [_job(row._mapping) for row in self._s.execute(query)]
+        return self._locked(sa.select(jobs_t).where(_RUNNING, jobs_t.c.lease_until < now).limit(limit))
 
     def unsent(self, committed_before: datetime, limit: int) -> list[WritebackJob]:
         query = (
@@ -384,7 +391,7 @@ class SqlJobRepository:
             .order_by(jobs_t.c.updated_at)
             .limit(limit)
         )
-        return [_job(row._mapping) for row in self._s.execute(query)]
+        return self._locked(query)
 
     def outstanding(self, limit: int) -> list[WritebackJob]:
         query = (
@@ -393,7 +400,7 @@ class SqlJobRepository:
             .order_by(jobs_t.c.sent_at)
             .limit(limit)
         )
-        return [_job(row._mapping) for row in self._s.execute(query)]
+        return self._locked(query)
 
     def record_sweep(self, now: datetime) -> None:
         sweeps = tables.sweeps

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import redis
 
-from writeback.domain.errors import BudgetWait
+from writeback.domain.errors import BudgetWait, PartUnavailable
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,12 @@ class RequestBudget:
                 prepaid -= 1
                 return
             count = first
-            wait = self._bucket.take(key, rate, count)
+            try:
+                wait = self._bucket.take(key, rate, count)
+            except redis.RedisError as exc:  # our own part is away: a wait, not a PSA attempt
+                raise PartUnavailable(
+                    f"The request budget (Redis) did not answer: {type(exc).__name__}"
+                ) from exc
             if wait > 0:
                 # Spread over one more token's time, so the tenant's held jobs do not all come
                 # back for the same token.
