@@ -28,6 +28,7 @@ from writeback.domain.model import (
     utcnow,
 )
 from writeback.domain.pipeline import Action, WritebackPipeline
+from writeback.domain.scheduler import Scheduler
 from writeback.domain.status_targets import StatusCatalog
 
 pytestmark = pytest.mark.integration
@@ -152,16 +153,18 @@ def test_every_step_run_twice_on_postgres_and_http_gives_one_note_and_one_outcom
             sent.append((job_id, step, message_id))
 
     queue = Recorded()
-    jobs = dataclasses.replace(container.jobs, queue=queue)
+    policy = container.settings.retry
+    scheduler = Scheduler(uow=container.uow, queue=queue, policy=policy)
+    jobs = dataclasses.replace(container.jobs, scheduler=scheduler)
     pipeline = WritebackPipeline(
         uow=container.uow,
         queue=queue,
+        scheduler=scheduler,
         registry=container.registry,
         drafting=container.drafting,
         statuses=StatusCatalog(utcnow),
-        policy=container.settings.retry,
-        leases=LeaseKeeper(uow=container.uow, clock=utcnow, lease=30),
-        clock=utcnow,
+        policy=policy,
+        leases=LeaseKeeper(uow=container.uow, lease=30),
         sleep=time.sleep,
     )
     job = jobs.request_writeback(principal, session.id, JobKind.ESCALATE, "## Problem\nx")

@@ -81,8 +81,6 @@ class Oracle:
         run = self._run()
         if run is not None:
             run.failures.append(kind)
-            if kind == "permanent":
-                self.refused_at[run.job_id] = run.step
 
     def psa_call(self, name: str, ticket_id: str, write: bool) -> None:
         run = self._run()
@@ -122,8 +120,11 @@ class Oracle:
                         f"job {job_id} counted an attempt at {before.step} with no PSA or "
                         f"model failure in its run ({job.error_code}: {job.error_message})"
                     )
-            if run is not None and "permanent" in run.failures and job.state is JobState.RETRYING:
-                self.violation(f"job {job_id} retries {before.step} after a permanent error")
+            if run is not None and "permanent" in run.failures:
+                if job.state is JobState.RETRYING:
+                    self.violation(f"job {job_id} retries {before.step} after a permanent error")
+                elif job.state is JobState.FAILED:
+                    self.refused_at[job_id] = str(before.step)
             took_over = (
                 before.state is JobState.RUNNING
                 and (job.message_id, job.state) != (before.message_id, before.state)

@@ -121,13 +121,16 @@ class SimPsaClient:
     # What HTTP does around it
 
     def _call(self, method: str, name: str, ticket_id: str, effect: Callable[[], T]) -> T:
+        """The request leaves right after the budget and the fence: from then on the PSA
+        handles it on its own time (an actor of its own), whatever happens to this process;
+        the client waits for the answer, gives up at its timeout, or gets a lost answer."""
         psa = self.psa
         sim, faults, rng, oracle = psa.sim, psa.faults, psa.sim.rng, psa.oracle
         sim.point(f"psa {psa.name} {name} {ticket_id}")
         self.gate()  # the budget: BudgetWait before anything is sent
         write = method not in READS
         if write and self.before_write is not None:
-            self.before_write()  # right before the bytes leave: nothing in between
+            self.before_write()  # the fence, right before the bytes leave
         oracle.psa_call(name, ticket_id, write)
         fault = _fault(rng, faults, write) if faults.active(sim.now) else None
         if fault == "429":
@@ -141,43 +144,42 @@ class SimPsaClient:
             oracle.failure("permanent")
             sim.trace(f"FAULT PSA {psa.name}: {name} refused")
             raise PsaRejected(f"{name}: 400 refused by the PSA")
+        # When the PSA acts on it, and when its answer is back: a slow one lands after the
+        # client's timeout (and before the settle time the pipeline waits before it looks).
+        lands = rng.uniform(0.02, 0.5)
         if fault == "slow":
-            return self._slow(name, write, effect)
-        sim.sleep(rng.uniform(0.02, 0.5))
-        if fault == "5xx" and (not write or rng.random() < 0.5):
-            return self._failed(name, write)  # not applied
-        result = effect()
-        sim.sleep(rng.uniform(0.02, 0.5))
-        if fault in ("5xx", "lost"):
-            return self._failed(name, write)  # applied, answer lost
-        return result
+            lands = rng.uniform(0.5 * psa.timeout, psa.timeout + 25.0)
+            sim.trace(f"FAULT PSA {psa.name}: {name} takes {lands:.1f} s")
+        applied = not (fault == "5xx" and (not write or rng.random() < 0.5))
+        answer = _Answer()
 
-    def _slow(self, name: str, write: bool, effect: Callable[[], Any]) -> Any:
-        psa = self.psa
-        sim = psa.sim
-        lands = sim.rng.uniform(0.5 * psa.timeout, psa.timeout + 25.0)  # < post_settle
-        sim.trace(f"FAULT PSA {psa.name}: {name} takes {lands:.1f} s")
-        if lands <= psa.timeout:
+        def handle() -> None:
             sim.sleep(lands)
-            return effect()
-        if write:  # stored when it lands, though the client has given up
+            try:
+                answer.value = effect() if applied else None
+            except Exception as exc:  # the PSA's own refusal (404, 400): its answer
+                answer.error = exc
 
-            def land() -> None:
-                sim.sleep(lands)
-                try:
-                    effect()
-                except Exception as exc:  # refused when it landed: nothing stored
-                    sim.trace(f"PSA {psa.name}: late {name} refused: {exc}")
-
-            sim.spawn(f"{psa.name}-late-{name}", land)
-        sim.sleep(psa.timeout)
-        return self._failed(name, write)
+        sim.spawn(f"{psa.name}-handles-{name}", handle)
+        answered = lands + rng.uniform(0.02, 0.5)
+        sim.sleep(min(answered, psa.timeout))
+        if answered > psa.timeout or fault in ("5xx", "lost") or not applied:
+            return self._failed(name, write)
+        if answer.error is not None:
+            raise answer.error
+        return answer.value  # type: ignore[no-any-return]
 
     def _failed(self, name: str, write: bool) -> Any:
         self.psa.oracle.failure("ambiguous" if write else "transient")
         if write:
             raise PsaAmbiguousError(f"{name}: the answer was lost; the PSA may have applied it")
         raise PsaTransientError(f"{name}: 503 Service Unavailable")
+
+
+@dataclass
+class _Answer:
+    value: Any = None
+    error: Exception | None = None
 
 
 def _fault(rng: Any, faults: PsaFaults, write: bool) -> str | None:

@@ -216,7 +216,7 @@ _HEARTBEAT = (
     sa.update(jobs_t)
     .where(
         jobs_t.c.id == sa.bindparam("job_id"),
-        jobs_t.c.message_id == sa.bindparam("message_id"),
+        jobs_t.c.message_id == sa.bindparam("owner"),
         jobs_t.c.state == str(JobState.RUNNING),
     )
     .values(lease_until=tables.db_now(sa.bindparam("lease", type_=sa.Float)))
@@ -225,7 +225,7 @@ _SENT_STAMP = (
     sa.update(jobs_t)
     .where(
         jobs_t.c.id == sa.bindparam("job_id"),
-        jobs_t.c.message_id == sa.bindparam("message_id"),
+        jobs_t.c.message_id == sa.bindparam("sent"),
         jobs_t.c.sent_at.is_(None),
     )
     .values(sent_at=_NOW)
@@ -303,11 +303,11 @@ class SqlJobRepository:
     def heartbeat(self, job_id: str, message_id: str, lease: float) -> bool:
         """Renew a running step's lease by the database's clock. Not a transition: the version
         stays, so the step's own result still saves."""
-        params = {"job_id": job_id, "message_id": message_id, "lease": lease}
+        params = {"job_id": job_id, "owner": message_id, "lease": lease}
         return self._s.execute(_HEARTBEAT, params).rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
     def sent(self, job_id: str, message_id: str) -> None:
-        self._s.execute(_SENT_STAMP, {"job_id": job_id, "message_id": message_id})
+        self._s.execute(_SENT_STAMP, {"job_id": job_id, "sent": message_id})
 
     def ticket_holder(self, session_id: int) -> WritebackJob | None:
         query = (
