@@ -10,7 +10,9 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 
+from tests.simulation.mutants import MUTANTS
 from tests.simulation.world import World
 
 
@@ -39,7 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=100, help="how many seeds to run")
     parser.add_argument("--first", type=int, default=0, help="the first seed")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--mutant", choices=sorted(MUTANTS), help="with one fix undone")
     args = parser.parse_args(argv)
+    with MUTANTS[args.mutant]() if args.mutant else nullcontext():  # the pool forks with it
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         seed, violations, digest, world = run_seed(args.seed, tracing=True)
         print("\n".join(world.sim.lines))

@@ -47,7 +47,7 @@ class ModelFaults:
 @dataclass(frozen=True)
 class Event:
     at: float
-    kind: str  # kill, pause, db_down, redis_down, broker_down, broker_restart
+    kind: str  # kill, pause, db_down, db_slow, redis_down, broker_down, broker_restart
     target: str = ""  # the process, for kill and pause
     seconds: float = 0.0  # how long it lasts (a kill: until the restart)
 
@@ -60,8 +60,18 @@ class FaultPlan:
     messages: MessageFaults
     pause_per_point: float  # chance that a worker's port call is where its process freezes
     max_pause: float
+    beat_pause_per_point: float  # the same for beat: a sweep stalled between its reads and writes
     skews: dict[str, float]
     events: list[Event] = field(default_factory=list)
+    # Timings where a pause is most dangerous (a lease, a lease and the settle time): a pause
+    # is drawn near one of them as often as anywhere else, since a uniform draw rarely lands
+    # in the second that matters.
+    critical: tuple[float, ...] = ()
+
+    def pause_length(self, rng: random.Random) -> float:
+        if self.critical and rng.random() < 0.5:
+            return max(0.1, rng.choice(self.critical) + rng.uniform(-1.0, 6.0))
+        return rng.uniform(0.1, self.max_pause)
 
     def describe(self) -> str:
         kinds = sorted({e.kind for e in self.events})
@@ -77,7 +87,13 @@ def _maybe(rng: random.Random, chance: float, high: float) -> float:
     return rng.uniform(0, high) if rng.random() < chance else 0.0
 
 
-def draw(rng: random.Random, processes: list[str], workers: list[str], end: float) -> FaultPlan:
+def draw(
+    rng: random.Random,
+    processes: list[str],
+    workers: list[str],
+    end: float,
+    critical: tuple[float, ...],
+) -> FaultPlan:
     events: list[Event] = []
 
     def some(kind: str, chance: float, most: int, seconds: tuple[float, float], targets=("",)):
@@ -92,6 +108,7 @@ def draw(rng: random.Random, processes: list[str], workers: list[str], end: floa
     some("pause", 0.1, 1, (1.0, 60.0), ("beat",))
     some("kill", 0.1, 1, (1.0, 30.0), ("beat",))
     some("db_down", 0.25, 2, (1.0, 60.0))
+    some("db_slow", 0.25, 2, (5.0, 120.0))  # lock contention, an I/O stall
     some("redis_down", 0.25, 2, (5.0, 150.0))
     some("broker_down", 0.15, 2, (1.0, 30.0))
     some("broker_restart", 0.15, 1, (0.0, 0.0))
@@ -121,6 +138,8 @@ def draw(rng: random.Random, processes: list[str], workers: list[str], end: floa
         ),
         pause_per_point=_maybe(rng, 0.3, 0.003),
         max_pause=rng.choice((5.0, 60.0, 240.0)),
+        beat_pause_per_point=_maybe(rng, 0.2, 0.05),
         skews={p: (rng.uniform(-25, 25) if skewed else 0.0) for p in processes},
         events=events,
+        critical=critical,
     )

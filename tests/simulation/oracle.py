@@ -100,7 +100,7 @@ class Oracle:
     # Transitions, as the database commits them
 
     def committing(self, writes: dict[str, WritebackJob], sessions: dict[int, object]) -> None:
-        store, now = self.world.store, self.world.store.clock()
+        store, now = self.world.store, self.world.sim.datetime()  # the true time
         for job_id, job in writes.items():
             before = store.jobs.get(job_id)
             if before is None:
@@ -152,7 +152,7 @@ class Oracle:
 
     def watch_admission(self) -> None:
         world = self.world
-        now = world.store.clock()
+        now = world.sim.datetime()  # the true time
         limit = world.policy.tenant_slots
         occupied: dict[str, int] = defaultdict(int)
         for job in world.store.jobs.values():

@@ -238,12 +238,18 @@ class World:
         self.threads = rng.randint(1, 3)
         workers = [f"worker-{i + 1}" for i in range(rng.randint(1, 3))]
         self.processes = {name: Process(name) for name in ("api", "beat", *workers)}
-        self.plan: FaultPlan = draw(rng, list(self.processes), workers, FAULTS_END)
+        critical = (
+            self.policy.step_lease,
+            self.policy.write_hold,
+            self.policy.write_hold + self.policy.post_settle,
+        )
+        self.plan: FaultPlan = draw(rng, list(self.processes), workers, FAULTS_END, critical)
         for name, skew in self.plan.skews.items():
             self.processes[name].skew = skew
         self.store = Store(clock=lambda: sim.datetime(None), wait=lambda: sim.sleep(0.01))
         self.oracle = Oracle(self)
         self.db_down = False
+        self.db_slow = False
         self.broker = SimBroker(
             sim,
             self.broker_kind,
@@ -294,6 +300,7 @@ class World:
             self.beat_up
             and beat.paused_until <= self.sim.now
             and not self.db_down
+            and not self.db_slow
             and not self.broker.down
             and any(p.alive and p.paused_until <= self.sim.now for p in workers)
         )
@@ -322,6 +329,11 @@ class World:
         self.sim.point(label)
         if self.db_down:
             raise StoreUnavailable("The database did not answer: OperationalError")
+        # A round trip, while others go on: a few milliseconds, seconds while the database is slow.
+        slow = self.db_slow and self.sim.now < self.plan.end
+        self.sim.sleep(
+            self.sim.rng.uniform(0.05, 3.0) if slow else self.sim.rng.uniform(0.0002, 0.003)
+        )
 
     def uow(self) -> SimUnitOfWork:
         return SimUnitOfWork(self)
@@ -444,8 +456,13 @@ class World:
         process, plan = actor.process, self.plan
         if process is None or process.name == "api" or self.sim.now >= plan.end:
             return
-        if plan.pause_per_point and self.sim.rng.random() < plan.pause_per_point:
-            seconds = min(self.sim.rng.uniform(0.1, plan.max_pause), plan.end - self.sim.now)
+        rng = self.sim.rng
+        if process.name == "beat":  # short stalls, often: a sweep caught between read and write
+            if plan.beat_pause_per_point and rng.random() < plan.beat_pause_per_point:
+                seconds = min(rng.uniform(0.2, 15.0), plan.end - self.sim.now)
+                self.pause(process, seconds, at=label)
+        elif plan.pause_per_point and rng.random() < plan.pause_per_point:
+            seconds = min(plan.pause_length(rng), plan.end - self.sim.now)
             self.pause(process, seconds, at=label)
 
     def pause(self, process: Process, seconds: float, at: str = "") -> None:
@@ -485,7 +502,8 @@ class World:
         elif event.kind == "pause":
             process = self.processes[event.target]
             if process.alive:
-                self.pause(process, seconds, at="the plan")
+                length = min(self.plan.pause_length(sim.rng), self.plan.end - sim.now)
+                self.pause(process, length, at="the plan")
         else:
             sim.spawn(event.kind, lambda: self._outage(event.kind, seconds))
 
@@ -493,6 +511,8 @@ class World:
         def switch(down: bool) -> None:
             if kind == "db_down":
                 self.db_down = down
+            if kind == "db_slow":
+                self.db_slow = down
             if kind == "broker_down" or (kind == "redis_down" and self.broker_kind == "redis"):
                 self.broker.down = down
             if kind == "redis_down":

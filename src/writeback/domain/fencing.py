@@ -45,7 +45,9 @@ class Fence:
 
         def before_write() -> None:
             if lease.lost:
-                raise LeaseLost(f"The lease of job {job.id} was taken over; the write was not sent.")
+                raise LeaseLost(
+                    f"The lease of job {job.id} was taken over; the write was not sent."
+                )
             started = self.monotonic()
             confirmed = replace(job)
             confirmed.confirm_write(owner, self.policy.write_hold, posting, now())

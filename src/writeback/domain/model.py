@@ -469,7 +469,12 @@ class WritebackJob:
         self._advance(owner, next_step, message_id, now)
 
     def verified(
-        self, owner: str, status_id: int | None, status_name: str | None, message_id: str, now: datetime
+        self,
+        owner: str,
+        status_id: int | None,
+        status_name: str | None,
+        message_id: str,
+        now: datetime,
     ) -> None:
         self._require_owner(owner, "record the verification")
         self.verified_status_id, self.verified_status_name = status_id, status_name

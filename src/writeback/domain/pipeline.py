@@ -206,7 +206,9 @@ class WritebackPipeline:
             try:
                 self._scheduler.step_ended(result.tenant)  # its slot is free
             except Wait:  # the sweep admits the next job instead
-                log.warning("job %s: the next job of %s is left to the sweep", job_id, result.tenant)
+                log.warning(
+                    "job %s: the next job of %s is left to the sweep", job_id, result.tenant
+                )
         return result
 
     def _now(self, ctx: Context) -> datetime:

@@ -161,7 +161,9 @@ class Scheduler:
             unsent = tx.jobs.unsent(now - timedelta(seconds=self._policy.send_grace), limit)
         for job in unsent:
             assert job.message_id is not None
-            log.warning("job %s: message %s not known to be sent; sending it", job.id, job.message_id)
+            log.warning(
+                "job %s: message %s not known to be sent; sending it", job.id, job.message_id
+            )
             self.send(job, job.message_id)
         return len(unsent)
 

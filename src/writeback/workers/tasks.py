@@ -78,4 +78,3 @@ def verify(self: Task, job_id: str) -> str:
 @shared_task(name="writeback.finalize", **STEP_TASK_OPTIONS)
 def finalize(self: Task, job_id: str) -> str:
     return _run(self, job_id, Step.FINALIZE)
-

@@ -382,7 +382,9 @@ class SqlJobRepository:
         return self._locked(query)
 
     def lease_expired(self, now: datetime, limit: int) -> list[WritebackJob]:
-        return self._locked(sa.select(jobs_t).where(_RUNNING, jobs_t.c.lease_until < now).limit(limit))
+        return self._locked(
+            sa.select(jobs_t).where(_RUNNING, jobs_t.c.lease_until < now).limit(limit)
+        )
 
     def unsent(self, committed_before: datetime, limit: int) -> list[WritebackJob]:
         query = (
@@ -534,7 +536,9 @@ class SqlAlchemyUnitOfWork:
         if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
             # The database did not answer (refused, gone, restarting): a wait for our own
             # part, never a PSA attempt. Callers see it in the domain's words.
-            raise StoreUnavailable(f"The database did not answer: {type(exc.orig).__name__}") from exc
+            raise StoreUnavailable(
+                f"The database did not answer: {type(exc.orig).__name__}"
+            ) from exc
 
     def now(self) -> datetime:
         now: datetime | None = self._session.scalar(sa.select(tables.db_now()))

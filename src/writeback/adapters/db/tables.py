@@ -178,9 +178,7 @@ writeback_jobs = sa.Table(
     sa.Column("session_id", sa.Integer, _fk("ai_sessions.id"), nullable=False),
     sa.Column("kind", sa.String(20), nullable=False),
     # The ticket the job writes to, fixed when it is created (NULL: a local job).
-    sa.Column(
-        "psa_connection_id", sa.Integer, sa.ForeignKey("psa_connections.id"), nullable=True
-    ),
+    sa.Column("psa_connection_id", sa.Integer, sa.ForeignKey("psa_connections.id"), nullable=True),
     sa.Column("psa_ticket_id", sa.String(64), nullable=True),
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("step", sa.String(30), nullable=False),
