@@ -61,9 +61,9 @@ def test_validation_errors_are_422_and_name_each_field(api: Api) -> None:
         "psa_connection_id",
     }
     problem = api.put(
-        "/account-settings", {"cw_resolved_status_id": -1, "colour": "red"}, expect=422
+        "/account-settings", {"resolved_status_id": -1, "colour": "red"}, expect=422
     )
-    assert {e["field"] for e in problem["errors"]} == {"cw_resolved_status_id", "colour"}
+    assert {e["field"] for e in problem["errors"]} == {"resolved_status_id", "colour"}
 
 
 def test_a_rejected_post_leaves_no_half_written_job(api: Api) -> None:
