@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -160,6 +161,8 @@ class Settings(BaseSettings):
         alias="WRITEBACK_CW_PROCESS_NOTIFICATIONS",
         description="let ConnectWise send its notifications for our notes",
     )
+    # The retry policy's variables, here to WRITEBACK_MAX_REDELIVERIES, carry the names of
+    # RetryPolicy's fields: `retry` builds it from them.
     verify_attempts: PositiveInt = Field(
         _RETRY.verify_attempts,
         alias="WRITEBACK_VERIFY_ATTEMPTS",
@@ -203,17 +206,6 @@ class Settings(BaseSettings):
         ),
         json_schema_extra=shown("2 × PSA timeout"),
     )
-    # Redis redelivers a message not acknowledged within this many seconds. Step messages are
-    # acknowledged as their step starts, so a step may run for longer: this bounds only a message
-    # a worker had reserved and not started (one a dying worker held).
-    visibility_timeout: PositiveInt = Field(
-        3600,
-        alias="WRITEBACK_VISIBILITY_TIMEOUT",
-        description=(
-            "Redis visibility timeout: step messages are acknowledged as their step starts, so "
-            "it only bounds a message a dying worker had reserved"
-        ),
-    )
     step_lease: PositiveFloat = Field(
         _RETRY.step_lease,
         alias="WRITEBACK_STEP_LEASE",
@@ -241,6 +233,17 @@ class Settings(BaseSettings):
         _RETRY.max_redeliveries,
         alias="WRITEBACK_MAX_REDELIVERIES",
         description="after this many proven losses a job fails with `delivery_lost`",
+    )
+    # Redis redelivers a message not acknowledged within this many seconds. Step messages are
+    # acknowledged as their step starts, so a step may run for longer: this bounds only a message
+    # a worker had reserved and not started (one a dying worker held).
+    visibility_timeout: PositiveInt = Field(
+        3600,
+        alias="WRITEBACK_VISIBILITY_TIMEOUT",
+        description=(
+            "Redis visibility timeout: step messages are acknowledged as their step starts, so "
+            "it only bounds a message a dying worker had reserved"
+        ),
     )
     sweep_interval: PositiveFloat = Field(
         1.0,
@@ -345,18 +348,9 @@ class Settings(BaseSettings):
 
     @property
     def retry(self) -> RetryPolicy:
+        """The policy from the variables that carry its fields' names."""
         return RetryPolicy(
-            max_attempts=self.max_attempts,
-            backoff_base=self.backoff_base,
-            backoff_max=self.backoff_max,
-            verify_attempts=self.verify_attempts,
-            verify_backoff_base=self.verify_backoff_base,
-            verify_backoff_max=self.verify_backoff_max,
-            post_settle=self.post_settle,
-            step_lease=self.step_lease,
-            tenant_slots=self.tenant_slots,
-            pickup_timeout=self.pickup_timeout,
-            max_redeliveries=self.max_redeliveries,
+            **{field.name: getattr(self, field.name) for field in fields(RetryPolicy)}
         )
 
     @property
