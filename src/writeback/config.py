@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -161,8 +160,7 @@ class Settings(BaseSettings):
         alias="WRITEBACK_CW_PROCESS_NOTIFICATIONS",
         description="let ConnectWise send its notifications for our notes",
     )
-    # The retry policy's variables, here to WRITEBACK_MAX_REDELIVERIES, carry the names of
-    # RetryPolicy's fields: `retry` builds it from them.
+    # The retry policy's variables, from which `retry` builds it.
     verify_attempts: PositiveInt = Field(
         _RETRY.verify_attempts,
         alias="WRITEBACK_VERIFY_ATTEMPTS",
@@ -348,9 +346,18 @@ class Settings(BaseSettings):
 
     @property
     def retry(self) -> RetryPolicy:
-        """The policy from the variables that carry its fields' names."""
         return RetryPolicy(
-            **{field.name: getattr(self, field.name) for field in fields(RetryPolicy)}
+            max_attempts=self.max_attempts,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+            verify_attempts=self.verify_attempts,
+            verify_backoff_base=self.verify_backoff_base,
+            verify_backoff_max=self.verify_backoff_max,
+            post_settle=self.post_settle,
+            step_lease=self.step_lease,
+            tenant_slots=self.tenant_slots,
+            pickup_timeout=self.pickup_timeout,
+            max_redeliveries=self.max_redeliveries,
         )
 
     @property
