@@ -27,7 +27,7 @@ def test_flower_refuses_anonymous_requests(stack: Stack) -> None:
 def test_flower_shows_each_step_by_name_with_only_the_job_id(
     stack: Stack, client: Api, simulator_process: Simulator
 ) -> None:
-    client.put("/account-settings", {"cw_escalated_status_id": 43}, expect=200)
+    client.put("/account-settings", {"escalated_status_id": 43}, expect=200)
     connection_id = client.connect_simulator(simulator_process.url)
     good = client.session(connection_id, simulator_process.new_ticket())
     stuck_ticket = simulator_process.new_ticket()

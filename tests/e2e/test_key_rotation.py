@@ -51,7 +51,7 @@ def test_old_key_is_retired_after_rotation_and_everything_still_works(
         wait_until(lambda: _up(f"http://127.0.0.1:{port}/readyz"), timeout=30)
         account = run_cli(with_keys(key_a), "accounts", "create", "rotation")
         client = http_api(f"http://127.0.0.1:{port}", account["token"])
-        client.put("/account-settings", {"cw_resolved_status_id": 42}, expect=200)
+        client.put("/account-settings", {"resolved_status_id": 42}, expect=200)
         connection_id = client.connect_simulator(simulator_process.url)
         lost_id = client.connect_simulator(simulator_process.url)
     finally:

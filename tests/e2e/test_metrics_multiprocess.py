@@ -65,7 +65,7 @@ def test_prefork_children_and_gunicorn_workers_are_all_counted(
 ) -> None:
     account = run_cli(mp_stack.api_env, "accounts", "create", "metrics")
     client = http_api(mp_stack.api_url, account["token"])
-    client.put("/account-settings", {"cw_resolved_status_id": 42}, expect=200)
+    client.put("/account-settings", {"resolved_status_id": 42}, expect=200)
     connection_id = client.connect_simulator(simulator_process.url)
     jobs = [
         client.start(client.session(connection_id, simulator_process.new_ticket()))["job_id"]

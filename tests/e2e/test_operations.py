@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 def _prepare(client: Api, simulator: Simulator) -> int:
     client.put(
-        "/account-settings", {"cw_resolved_status_id": 42, "cw_escalated_status_id": 43}, expect=200
+        "/account-settings", {"resolved_status_id": 42, "escalated_status_id": 43}, expect=200
     )
     return client.connect_simulator(simulator.url)
 

@@ -29,7 +29,7 @@ def test_resolve_and_escalate_are_posted_verified_and_visible_to_a_polling_clien
     client: Api, simulator_process: Simulator, stack_worker: Process
 ) -> None:
     client.put(
-        "/account-settings", {"cw_resolved_status_id": 42, "cw_escalated_status_id": 43}, expect=200
+        "/account-settings", {"resolved_status_id": 42, "escalated_status_id": 43}, expect=200
     )
     connection_id = client.connect_simulator(simulator_process.url)
     for kind, status_id, flag in (

@@ -70,7 +70,7 @@ def test_a_tenants_batch_of_120_is_slowed_not_failed_and_does_not_delay_another_
     at_process, autotask = start_simulator("autotask", tmp_path)
     try:
         a, b = _tenant(fair_stack, "tenant-a"), _tenant(fair_stack, "tenant-b")
-        a.put("/account-settings", {"cw_resolved_status_id": 42}, expect=200)
+        a.put("/account-settings", {"resolved_status_id": 42}, expect=200)
         a_connection = a.connect_simulator(cw.url)
         b_connection = _autotask_connection(b, autotask)
         a_tickets = [cw.new_ticket() for _ in range(BATCH)]

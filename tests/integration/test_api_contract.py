@@ -60,10 +60,8 @@ def test_validation_errors_are_422_and_name_each_field(api: Api) -> None:
         "conversation_messages.0.content",
         "psa_connection_id",
     }
-    problem = api.put(
-        "/account-settings", {"cw_resolved_status_id": -1, "colour": "red"}, expect=422
-    )
-    assert {e["field"] for e in problem["errors"]} == {"cw_resolved_status_id", "colour"}
+    problem = api.put("/account-settings", {"resolved_status_id": -1, "colour": "red"}, expect=422)
+    assert {e["field"] for e in problem["errors"]} == {"resolved_status_id", "colour"}
 
 
 def test_a_rejected_post_leaves_no_half_written_job(api: Api) -> None:

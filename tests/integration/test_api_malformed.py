@@ -46,9 +46,9 @@ def test_named_malformed_cases_are_refused_without_a_5xx(
     )
     assert _fields(nan) == {"intake_content.x"}
     huge = flask_client.put(
-        "/api/v1/account-settings", json={"cw_resolved_status_id": 2**40}, headers=auth
+        "/api/v1/account-settings", json={"resolved_status_id": 2**40}, headers=auth
     )
-    assert _fields(huge) == {"cw_resolved_status_id"}
+    assert _fields(huge) == {"resolved_status_id"}
     assert _fields(flask_client.get("/api/v1/jobs?older_than=99999999999d", headers=auth)) == {
         "older_than"
     }
@@ -97,8 +97,8 @@ json_values = st.recursive(
 )
 FIELDS = (
     "provider site_url company_id credentials mappings board_id kind status "
-    "cw_resolved_status_id cw_escalated_status_id session_type intake_type intake_content "
-    "conversation_messages psa_connection_id psa_ticket_id markdown"
+    "resolved_status_id escalated_status_id cw_resolved_status_id session_type intake_type "
+    "intake_content conversation_messages psa_connection_id psa_ticket_id markdown"
 ).split()
 bodies = st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=5) | json_values
 segments = st.text(max_size=30) | st.integers(min_value=-(2**64), max_value=2**64).map(str)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 
 import pytest
@@ -21,7 +20,7 @@ def test_a_step_message_carries_only_the_job_id_under_its_task_name_and_message_
     container: bootstrap.Container, api: Api
 ) -> None:
     queue_name = f"wb-peek-{uuid.uuid4().hex[:8]}"  # no worker consumes it
-    settings = dataclasses.replace(container.settings, queue_name=queue_name)
+    settings = container.settings.model_copy(update={"queue_name": queue_name})
     app = create_celery_app(settings)
     queue = CeleryJobQueue(app)
     message_id = queue.new_message_id()

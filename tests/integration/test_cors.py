@@ -25,7 +25,7 @@ def test_no_origin_is_allowed_by_default(container: bootstrap.Container) -> None
 def test_configured_origins_may_call_and_read_the_poll_headers(
     container: bootstrap.Container, api: Api
 ) -> None:
-    settings = replace(container.settings, cors_origins=(FRONTEND,))
+    settings = container.settings.model_copy(update={"cors_origins": (FRONTEND,)})
     client = create_app(replace(container, settings=settings)).test_client()
     preflight = client.options(
         "/api/v1/jobs/0c1e0c4e-8f51-4f43-9d2e-1b1a4c1b2a3e",

@@ -119,7 +119,7 @@ def test_a_post_without_markdown_posts_the_previewed_draft(
 def test_an_injected_link_or_secret_never_reaches_a_posted_note(
     api: Api, simulator: Simulator, stub: str, answer: dict[str, Any]
 ) -> None:
-    api.put("/account-settings", {"cw_resolved_status_id": 42}, expect=200)
+    api.put("/account-settings", {"resolved_status_id": 42}, expect=200)
     ticket = simulator.new_ticket()
     session_id = api.session(api.connect_simulator(simulator.url), ticket)
     api.call("PATCH", f"/ai-sessions/{session_id}", INJECTED_SESSION, expect=200)
@@ -137,7 +137,7 @@ def test_an_injected_link_or_secret_never_reaches_a_posted_note(
 def test_status_ticket_and_note_type_are_decided_by_code_whatever_the_model_says(
     api: Api, simulator: Simulator, stub: str
 ) -> None:
-    api.put("/account-settings", {"cw_resolved_status_id": 42}, expect=200)
+    api.put("/account-settings", {"resolved_status_id": 42}, expect=200)
     ticket = simulator.new_ticket()
     session_id = api.session(api.connect_simulator(simulator.url), ticket)
     api.call("PATCH", f"/ai-sessions/{session_id}", INJECTED_SESSION, expect=200)

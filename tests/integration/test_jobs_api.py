@@ -37,7 +37,7 @@ def test_bad_list_filters_are_422_naming_the_parameter(api: Api) -> None:
 def test_retry_resumes_a_failed_verification_without_posting_again(
     api: Api, simulator: Simulator
 ) -> None:
-    api.put("/account-settings", {"cw_escalated_status_id": 43}, expect=200)
+    api.put("/account-settings", {"escalated_status_id": 43}, expect=200)
     ticket = simulator.new_ticket()
     fault = simulator.fault("status_not_applied", ticket, times=-1)
     session_id = api.session(api.connect_simulator(simulator.url), ticket)

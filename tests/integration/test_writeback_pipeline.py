@@ -16,7 +16,7 @@ ESCALATE_MD = "## Problem\nx\n\n## Suggested next steps\n- try X"
 def _configure(api: Api, resolved: int | None = 42, escalated: int | None = 43) -> None:
     api.put(
         "/account-settings",
-        {"cw_resolved_status_id": resolved, "cw_escalated_status_id": escalated},
+        {"resolved_status_id": resolved, "escalated_status_id": escalated},
         expect=200,
     )
 

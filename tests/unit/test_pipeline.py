@@ -84,7 +84,7 @@ def test_unconfigured_status_posts_note_and_skips_transition(world: World) -> No
     world.run(job_id)
     job = world.store.jobs[job_id]
     assert job.state == "succeeded" and job.outcome == "resolved"
-    assert "cw_resolved_status_id" in (job.status_transition_skipped_reason or "")
+    assert "resolved_status_id not set" in (job.status_transition_skipped_reason or "")
     assert job.verified_status_id is None
     assert world.provider.count("update_ticket_status") == 0
     assert world.provider.count("get_ticket") == 0

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.conftest import World
-from writeback.domain.model import JobKind, JobState, StatusMapping
+from writeback.domain.model import (
+    AccountSettings,
+    BoardStatus,
+    JobKind,
+    JobState,
+    StatusMapping,
+    Ticket,
+)
+from writeback.domain.status_targets import resolve_target
 
 
 def _map(world: World, *mappings: tuple[str, int | None, int | str]) -> None:
@@ -46,7 +54,7 @@ def test_the_any_board_entry_and_then_the_account_default_are_fallbacks(world: W
     world.run(on_projects)
     world.run(on_help_desk)
     assert world.store.jobs[on_projects].verified_status_id == 19  # board 21's "Escalated"
-    assert world.store.jobs[on_help_desk].verified_status_id == 42  # cw_resolved_status_id
+    assert world.store.jobs[on_help_desk].verified_status_id == 42  # resolved_status_id
 
 
 @pytest.mark.parametrize(
@@ -81,3 +89,27 @@ def test_board_statuses_are_fetched_once_for_a_burst_of_jobs(world: World) -> No
 def test_nothing_configured_costs_no_psa_read(world: World) -> None:
     world.run(world.request(world.session("8001")))
     assert world.provider.count("get_ticket") == 0
+
+
+def test_a_kind_with_no_target_for_the_tickets_board_names_its_setting() -> None:
+    """The map covers another board only and the account has no fallback for escalations:
+    the note goes out, the status stays, and the reason names the setting to fill in."""
+    projects_only = [StatusMapping(connection_id=1, kind="escalate", board_id=21, status_id=19)]
+    statuses_read: list[int | None] = []
+
+    def board_statuses(board_id: int | None) -> list[BoardStatus]:
+        statuses_read.append(board_id)
+        return []
+
+    target = resolve_target(
+        JobKind.ESCALATE,
+        lambda: Ticket("9001", status_id=1, status_name="New", board_id=1),
+        projects_only,
+        AccountSettings(account_id=1, resolved_status_id=42),
+        board_statuses,
+    )
+
+    assert target.status_id is None and statuses_read == []
+    assert "for board 1 (no status map entry, escalated_status_id not set)" in str(
+        target.skipped_reason
+    )

@@ -21,7 +21,5 @@ def show() -> dict[str, object]:
 @bp.put("")
 @documented({200: Settings}, json=SettingsIn, tags=TAGS)
 def update() -> dict[str, object]:
-    data = body(SettingsIn)
-    # Only the fields sent change; an explicit null clears a status.
-    changes = {name: getattr(data, name) for name in data.model_fields_set}
+    changes = body(SettingsIn).changes()
     return Settings.of(container().accounts.put_settings(principal(), changes)).body()

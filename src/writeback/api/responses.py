@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from writeback.adapters.job_view import Job as Job
 from writeback.adapters.job_view import Out as Out
+from writeback.api.schemas import renamed_to
 from writeback.domain.model import (
     AccountSettings,
     AiSession,
@@ -72,10 +73,8 @@ class BoardStatusOut(Out):
     inactive: bool
     closed_status: bool
     escalation_status: str | None
-    closedStatus: bool = Field(deprecated="Use closed_status; removed in the next release.")
-    escalationStatus: str | None = Field(
-        deprecated="Use escalation_status; removed in the next release."
-    )
+    closedStatus: bool = Field(deprecated=renamed_to("closed_status"))
+    escalationStatus: str | None = Field(deprecated=renamed_to("escalation_status"))
 
     @classmethod
     def of(cls, s: BoardStatus) -> BoardStatusOut:
@@ -106,12 +105,23 @@ class ConnectionCheck(Out):
 
 
 class Settings(Out):
-    cw_resolved_status_id: int | None
-    cw_escalated_status_id: int | None
+    resolved_status_id: int | None = Field(
+        description="Where a resolve moves a ticket no status map entry applies to (any PSA)."
+    )
+    escalated_status_id: int | None = Field(
+        description="Where an escalation moves a ticket no status map entry applies to."
+    )
+    cw_resolved_status_id: int | None = Field(deprecated=renamed_to("resolved_status_id"))
+    cw_escalated_status_id: int | None = Field(deprecated=renamed_to("escalated_status_id"))
 
     @classmethod
     def of(cls, s: AccountSettings) -> Settings:
-        return cls.model_validate(s)
+        return cls(
+            resolved_status_id=s.resolved_status_id,
+            escalated_status_id=s.escalated_status_id,
+            cw_resolved_status_id=s.resolved_status_id,
+            cw_escalated_status_id=s.escalated_status_id,
+        )
 
 
 class Session(Out):

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from writeback.domain.durations import parse_duration
+from writeback.domain.errors import InvalidInput
 from writeback.domain.model import (
     JobCursor,
 )
@@ -61,9 +62,39 @@ class StatusMapIn(Strict):
     mappings: list[StatusMappingIn] = Field(max_length=500)
 
 
+StatusId = Annotated[int, Field(gt=0, le=MAX_ID)]
+# The settings' names from when they were ConnectWise's alone: accepted for one release.
+DEPRECATED_SETTINGS = {
+    "cw_resolved_status_id": "resolved_status_id",
+    "cw_escalated_status_id": "escalated_status_id",
+}
+
+
+def renamed_to(name: str) -> str:
+    """The deprecation note of a field's old name."""
+    return f"Use {name}; removed in the next release."
+
+
 class SettingsIn(Strict):
-    cw_resolved_status_id: int | None = Field(default=None, gt=0, le=MAX_ID)
-    cw_escalated_status_id: int | None = Field(default=None, gt=0, le=MAX_ID)
+    resolved_status_id: StatusId | None = None
+    escalated_status_id: StatusId | None = None
+    cw_resolved_status_id: StatusId | None = Field(
+        default=None, deprecated=renamed_to("resolved_status_id")
+    )
+    cw_escalated_status_id: StatusId | None = Field(
+        default=None, deprecated=renamed_to("escalated_status_id")
+    )
+
+    def changes(self) -> dict[str, int | None]:
+        """The settings sent, by their current names: only those change, and an explicit null
+        clears one. A setting sent under both names must have one value."""
+        sent: dict[str, int | None] = self.model_dump(include=self.model_fields_set)
+        for old, new in DEPRECATED_SETTINGS.items():
+            if old in sent:
+                value = sent.pop(old)
+                if sent.setdefault(new, value) != value:
+                    raise InvalidInput(old, f"{old} is the old name of {new}: send one value")
+        return sent
 
 
 def _ticket_as_text(value: Any) -> Any:

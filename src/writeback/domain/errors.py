@@ -1,5 +1,6 @@
-"""Domain errors. Each carries one message string (details live in the job row), so it keeps its
-type through Celery's serializer and maps to one problem+json answer at the API edge."""
+"""Domain errors. Each carries one message string (details live in the job row) and maps to one
+problem+json answer at the API edge, or to the error code and message of a job. None reaches
+Celery: the pipeline records them on the job, and the task shell raises its own StepFailed."""
 
 from __future__ import annotations
 

@@ -196,14 +196,21 @@ class StatusMapping:
 
 @dataclass
 class AccountSettings:
+    """The account's fallback target statuses, for tickets no status map entry applies to (any
+    PSA)."""
+
     account_id: int
-    cw_resolved_status_id: int | None = None
-    cw_escalated_status_id: int | None = None
+    resolved_status_id: int | None = None
+    escalated_status_id: int | None = None
+
+    @staticmethod
+    def target_setting(kind: JobKind) -> str:
+        """The name of the setting that holds `kind`'s fallback target status."""
+        return "resolved_status_id" if kind is JobKind.RESOLVE else "escalated_status_id"
 
     def target_status_id(self, kind: JobKind) -> int | None:
-        if kind is JobKind.RESOLVE:
-            return self.cw_resolved_status_id
-        return self.cw_escalated_status_id
+        status_id: int | None = getattr(self, self.target_setting(kind))
+        return status_id
 
 
 @dataclass

@@ -53,8 +53,9 @@ class RetryPolicy:
         return self.write_timeout + 2 * self.write_margin
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
-        """Delay before attempt `attempt + 1`: full-jitter exponential; a PSA's Retry-After,
-        when given, is honoured exactly."""
+        """Delay before attempt `attempt + 1`: exponential with equal jitter (uniform between
+        half the ceiling and the ceiling, so a retry never comes almost at once); a PSA's
+        Retry-After, when given, is honoured exactly."""
         if retry_after is not None:
             return retry_after
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** max(attempt - 1, 0))

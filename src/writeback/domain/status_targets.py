@@ -45,6 +45,22 @@ class Target:
     skipped_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    """The status asked for: by id, or by name (case and surrounding spaces ignored)."""
+
+    status_id: int | None
+    name: str | None = None
+
+    def matches(self, status: BoardStatus) -> bool:
+        if self.name is not None:
+            return status.name.strip().lower() == self.name.strip().lower()
+        return status.id == self.status_id
+
+    def __str__(self) -> str:
+        return f"named {self.name!r}" if self.name is not None else str(self.status_id)
+
+
 def _choose(
     mappings: Sequence[StatusMapping], kind: JobKind, board_id: int | None
 ) -> StatusMapping | None:
@@ -66,44 +82,43 @@ def resolve_target(
     costs no PSA call, as in the seed system."""
     default_id = settings.target_status_id(kind) if settings else None
     if default_id is None and not any(m.kind == kind for m in mappings):
-        return Target(None, _skipped(kind, "any board"))
+        return _skipped(kind, "any board")
     ticket = read_ticket()
-    mapping = _choose(mappings, kind, ticket.board_id)
-    wanted_id = mapping.status_id if mapping else None
-    wanted_name = mapping.status_name if mapping else None
-    if mapping is None and settings is not None:
-        wanted_id = settings.target_status_id(kind)
-    if wanted_id is None and wanted_name is None:
-        setting = f"cw_{'resolved' if kind is JobKind.RESOLVE else 'escalated'}_status_id"
-        return Target(
-            None,
-            (
-                f"No target status configured for board {ticket.board_id} (no status map entry, "
-                f"{setting} not set); the note was posted and the ticket status left unchanged."
-            ),
-        )
-    statuses = board_statuses(ticket.board_id)
-    where = f"board {ticket.board_id}" if ticket.board_id is not None else "this PSA"
-    if wanted_name is not None:
-        found = [s for s in statuses if s.name.strip().lower() == wanted_name.strip().lower()]
-        label = f"named {wanted_name!r}"
-    else:
-        found = [s for s in statuses if s.id == wanted_id]
-        label = f"{wanted_id}"
+    wanted = _wanted(mappings, kind, ticket.board_id, default_id)
+    if wanted is None:
+        return _skipped(kind, f"board {ticket.board_id}")
+    return Target(_active_status(wanted, board_statuses(ticket.board_id), ticket.board_id))
+
+
+def _wanted(
+    mappings: Sequence[StatusMapping], kind: JobKind, board_id: int | None, default_id: int | None
+) -> _Wanted | None:
+    """The board's own entry, else the any-board entry, else the account's fallback."""
+    mapping = _choose(mappings, kind, board_id)
+    if mapping is not None:
+        return _Wanted(mapping.status_id, mapping.status_name)
+    return _Wanted(default_id) if default_id is not None else None
+
+
+def _active_status(wanted: _Wanted, statuses: list[BoardStatus], board_id: int | None) -> int:
+    """The id of the wanted status on the board; refused if the board lacks it or retired it."""
+    where = f"board {board_id}" if board_id is not None else "this PSA"
+    found = [s for s in statuses if wanted.matches(s)]
     if not found:
         raise StatusTargetError(
-            f"No status {label} on {where}; fix the status map for this board.",
+            f"No status {wanted} on {where}; fix the status map for this board.",
             "status_not_found",
         )
     active = [s for s in found if not s.inactive]
     if not active:
-        raise StatusTargetError(f"Status {label} on {where} is inactive.", "status_inactive")
-    return Target(active[0].id)
+        raise StatusTargetError(f"Status {wanted} on {where} is inactive.", "status_inactive")
+    return active[0].id
 
 
-def _skipped(kind: JobKind, where: str) -> str:
-    setting = f"cw_{'resolved' if kind is JobKind.RESOLVE else 'escalated'}_status_id"
-    return (
+def _skipped(kind: JobKind, where: str) -> Target:
+    setting = AccountSettings.target_setting(kind)
+    return Target(
+        None,
         f"No target status configured for {where} (no status map entry, {setting} not set); "
-        "the note was posted and the ticket status left unchanged."
+        "the note was posted and the ticket status left unchanged.",
     )

@@ -24,7 +24,11 @@ def start_mappers() -> None:
         _registry.map_imperatively(model.Account, tables.accounts)
         _registry.map_imperatively(model.User, tables.users)
         _registry.map_imperatively(model.ApiToken, tables.api_tokens)
-        _registry.map_imperatively(model.AccountSettings, tables.account_settings)
+        _registry.map_imperatively(
+            model.AccountSettings,
+            tables.account_settings,
+            exclude_properties=["cw_resolved_status_id", "cw_escalated_status_id"],
+        )
         _registry.map_imperatively(model.PsaConnection, tables.psa_connections)
         _registry.map_imperatively(model.AiSession, tables.ai_sessions)
         _registry.map_imperatively(model.StatusMapping, tables.status_mappings)

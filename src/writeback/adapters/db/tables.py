@@ -118,6 +118,10 @@ account_settings = sa.Table(
     "account_settings",
     metadata,
     sa.Column("account_id", sa.Integer, _fk("accounts.id"), primary_key=True),
+    sa.Column("resolved_status_id", sa.Integer, nullable=True),
+    sa.Column("escalated_status_id", sa.Integer, nullable=True),
+    # Their names until migration 0007, still read and written by the previous release during a
+    # roll-out (a PostgreSQL trigger keeps each pair equal); not mapped, dropped next release.
     sa.Column("cw_resolved_status_id", sa.Integer, nullable=True),
     sa.Column("cw_escalated_status_id", sa.Integer, nullable=True),
 )

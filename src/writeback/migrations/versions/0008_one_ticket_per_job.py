@@ -1,7 +1,7 @@
 """one ticket per job, send records, second closes of older data, the sweep's time
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from writeback.adapters.db.tables import CLOSES_SESSION, UNSENT
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
