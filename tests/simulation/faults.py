@@ -108,7 +108,7 @@ def draw(
     some("pause", 0.1, 1, (1.0, 60.0), ("beat",))
     some("kill", 0.1, 1, (1.0, 30.0), ("beat",))
     some("db_down", 0.25, 2, (1.0, 60.0))
-    some("db_slow", 0.25, 2, (5.0, 120.0))  # lock contention, an I/O stall
+    some("db_slow", 0.35, 2, (20.0, 300.0))  # lock contention, an I/O stall
     some("redis_down", 0.25, 2, (5.0, 150.0))
     some("broker_down", 0.15, 2, (1.0, 30.0))
     some("broker_restart", 0.15, 1, (0.0, 0.0))
