@@ -8,7 +8,7 @@ import copy
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -361,6 +361,8 @@ class FakePsaProvider:
         self.ignore_status_changes = 0  # accepted but not applied, this many times
         self.fail_next: dict[str, list[Exception]] = defaultdict(list)  # method -> errors
         self.drop_after_post = 0  # the note is stored, then the connection "drops"
+        # The registry's hook, called before each write as the real HTTP client does.
+        self.before_write: Callable[[], None] | None = None
         self._note_ids = itertools.count(900)
 
     def add_ticket(self, ticket_id: str, status_id: int = 1, board_id: int = 1) -> None:
@@ -381,8 +383,13 @@ class FakePsaProvider:
             raise PsaNotFound(f"Ticket {ticket_id} not found")
         return self.tickets[ticket_id]
 
+    def _write(self, method: str, ticket_id: str) -> Ticket:
+        if self.before_write is not None:
+            self.before_write()
+        return self._enter(method, ticket_id)
+
     def post_note(self, ticket_id: str, text: str, note_type: NoteType) -> PostedNote:
-        self._enter("post_note", ticket_id)
+        self._write("post_note", ticket_id)
         note = FakeNote(str(next(self._note_ids)), text, note_type)
         self.notes[ticket_id].append(note)
         if self.drop_after_post:
@@ -399,7 +406,7 @@ class FakePsaProvider:
         return self._enter("get_ticket", ticket_id)
 
     def update_ticket_status(self, ticket_id: str, status_id: int) -> None:
-        ticket = self._enter("update_ticket_status", ticket_id)
+        ticket = self._write("update_ticket_status", ticket_id)
         status = self._status(ticket.board_id or 1, status_id)
         if self.ignore_status_changes:
             self.ignore_status_changes -= 1
@@ -436,7 +443,14 @@ class FakeRegistry:
     ) -> tuple[str, dict[str, Any] | None]:
         return site_url, dict(options) if options else None
 
-    def build(self, connection: PsaConnection, requests: int = 1) -> FakePsaProvider:
+    def build(
+        self,
+        connection: PsaConnection,
+        requests: int = 1,
+        *,
+        before_write: Callable[[], None] | None = None,
+    ) -> FakePsaProvider:
+        self.provider.before_write = before_write
         return self.provider
 
 

@@ -26,6 +26,7 @@ from writeback.adapters.psa.autotask import (
 from writeback.adapters.psa.budget import DEFAULT_RATES, LocalBucket, RequestBudget
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
+from writeback.adapters.psa.slots import LocalSlots
 from writeback.domain.errors import (
     Failure,
     PsaAuthError,
@@ -429,6 +430,7 @@ def test_the_registry_builds_autotask_providers(server: RunningServer) -> None:
         http=HttpClient(timeout=2),
         host_policy=HostPolicy.parse("", allow_private=True),
         budget=RequestBudget(LocalBucket(), DEFAULT_RATES),
+        slots=LocalSlots(),
     )
     connection = PsaConnection(
         account_id=1,

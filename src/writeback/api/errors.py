@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import redis
@@ -13,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from writeback.api.context import UnstorableInput
 from writeback.domain.errors import (
+    BudgetWait,
     Conflict,
     DomainError,
     DraftRejected,
@@ -20,6 +22,8 @@ from writeback.domain.errors import (
     LlmUnavailable,
     NotFound,
     PsaError,
+    SessionGone,
+    StatusTargetError,
     Unauthorized,
 )
 
@@ -104,7 +108,7 @@ def _domain_error(exc: DomainError) -> Response:
             exc.message,
             errors=[{"field": exc.field, "message": exc.message}],
         )
-    if isinstance(exc, NotFound):
+    if isinstance(exc, NotFound | SessionGone):
         return problem(404, "not_found", "Not Found", exc.message)
     if isinstance(exc, Unauthorized):
         return problem(401, exc.code, "Unauthorized", exc.message)
@@ -119,6 +123,16 @@ def _domain_error(exc: DomainError) -> Response:
         )
     if isinstance(exc, Conflict):
         return problem(409, exc.code, "Conflict", exc.message)
+    if isinstance(exc, StatusTargetError):  # the status map no longer fits the PSA's board
+        return problem(409, exc.code, "Conflict", exc.message)
+    if isinstance(exc, BudgetWait):  # the PSA's limits are busy (a batch): not a failure
+        retry_after = max(1, math.ceil(exc.wait))
+        detail = (
+            f"{exc.message}: other requests to this PSA use its limits; retry in {retry_after} s."
+        )
+        response = problem(429, "psa_budget_busy", "Too Many Requests", detail)
+        response.headers["Retry-After"] = str(retry_after)
+        return response
     if isinstance(exc, PsaError):  # a PSA call made on the caller's behalf failed
         return problem(502, exc.code, "Bad Gateway", exc.message, failed=exc.failed)
     if isinstance(exc, DraftRejected):

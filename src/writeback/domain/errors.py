@@ -191,5 +191,10 @@ class BudgetWait(DomainError):
         self.wait = wait
 
 
+class ConcurrencyWait(BudgetWait):
+    """The PSA's limit of requests in flight at once (Autotask: 3 per endpoint) is reached and
+    no slot came free within a short wait: held like a spent budget; nothing was sent."""
+
+
 class ConfigurationRefused(ValueError):
     """Settings under which the service could break its promises; start-up stops."""
