@@ -110,7 +110,7 @@ class ProviderRegistry:
 
     def interactive(self) -> ProviderRegistry:
         """This registry for the calls a person waits on (connection checks, boards, statuses):
-        they may spend the budget's reserve and wait briefly for it, where a job is held."""
+        they may spend the budget's reserve and wait briefly for a token, where a job is held."""
         clone = copy.copy(self)
         clone._person = True
         return clone
