@@ -185,10 +185,12 @@ def paced(
         tmp_path_factory.mktemp("limits-data"),
         WRITEBACK_PSA_RATE=str(RATE),
         WRITEBACK_PSA_TIMEOUT="5",
+        WRITEBACK_WORKER_CONCURRENCY="4",  # the connection's admission slots: no more run
         CELERY_BROKER_URL=broker_url,
     )
     worker = celery_worker(env, tmp_path_factory.mktemp("limits-logs"), "paced", beat=True)
-    container = bootstrap.build(load_settings(env))
+    # The API's side, its database connections capped as an API process caps them (wsgi.py).
+    container = bootstrap.build(load_settings(env), db_connections=4)
     yield container
     worker.stop()
     container.close()
