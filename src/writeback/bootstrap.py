@@ -32,6 +32,7 @@ from writeback.adapters.psa.budget import (
 )
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
+from writeback.adapters.psa.slots import LocalSlots, RedisSlots, Slots
 from writeback.adapters.queue import BrokerEpoch, CeleryJobQueue, create_celery_app
 from writeback.config import Settings, is_redis, load_settings
 from writeback.domain.accounts import AccountService
@@ -113,6 +114,7 @@ def build(
         sealer=sealer,
         http=HttpClient(settings.psa_timeout, observer=metrics.observe_psa_answer),
         budget=RequestBudget(bucket, rates),
+        slots=_slots(settings),
         host_policy=settings.psa_host_policy,
     )
     celery = celery_app or create_celery_app(settings)
@@ -167,7 +169,7 @@ def build(
         connections=ConnectionService(
             uow=uow,
             sealer=sealer,
-            registry=registry,
+            registry=registry.interactive(),  # a person waits on its PSA calls
             check_url=registry.configure_url,
             clock=utcnow,
         ),
@@ -209,6 +211,13 @@ def _bucket(settings: Settings) -> Bucket:
             "workers together may exceed a PSA's rate limit"
         )
     return LocalBucket()
+
+
+def _slots(settings: Settings) -> Slots:
+    """The PSAs' concurrency limits, kept where the budget is (and warned about with it)."""
+    return (
+        RedisSlots(redis.Redis.from_url(settings.redis_url)) if settings.redis_url else LocalSlots()
+    )
 
 
 def _drafter(settings: Settings) -> Drafter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -15,6 +16,7 @@ from flask import Flask
 from tests.contract.conftest import LOOPBACK_OK
 from tests.support import closed_url
 from writeback.adapters.crypto import FernetSealer
+from writeback.adapters.metrics import WorkerMetrics
 from writeback.adapters.psa import autotask
 from writeback.adapters.psa.autotask import (
     CREDENTIAL_FIELDS,
@@ -23,9 +25,10 @@ from writeback.adapters.psa.autotask import (
     AutotaskProvider,
     NoteStyle,
 )
-from writeback.adapters.psa.budget import DEFAULT_RATES, LocalBucket, RequestBudget
+from writeback.adapters.psa.budget import LocalBucket, Rate, RequestBudget
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
+from writeback.adapters.psa.slots import LocalSlots
 from writeback.domain.errors import (
     Failure,
     PsaAuthError,
@@ -421,14 +424,20 @@ def test_an_unreachable_zone_is_blamed_on_the_zone(server: RunningServer) -> Non
     assert caught.value.failed == "zone"
 
 
-def test_the_registry_builds_autotask_providers(server: RunningServer) -> None:
+def _registry(
+    server: RunningServer, *, timeout: float = 2.0, metrics: WorkerMetrics | None = None
+) -> tuple[ProviderRegistry, PsaConnection]:
+    """A registry as the service builds one (its own slots, a budget that never holds here),
+    and a connection to the simulator."""
     sealer = FernetSealer([Fernet.generate_key().decode()])
+    observer = metrics.observe_psa_answer if metrics is not None else None
     registry = ProviderRegistry(
         default_specs(),
         sealer=sealer,
-        http=HttpClient(timeout=2),
+        http=HttpClient(timeout=timeout, observer=observer),
         host_policy=HostPolicy.parse("", allow_private=True),
-        budget=RequestBudget(LocalBucket(), DEFAULT_RATES),
+        budget=RequestBudget(LocalBucket(), {"autotask": Rate(1000.0, 1000)}),
+        slots=LocalSlots(),
     )
     connection = PsaConnection(
         account_id=1,
@@ -438,11 +447,85 @@ def test_the_registry_builds_autotask_providers(server: RunningServer) -> None:
         credentials_encrypted=sealer.seal(GOOD),
         created_at=datetime.now(UTC),
     )
+    return registry, connection
+
+
+def test_the_registry_builds_autotask_providers_counted_under_their_name(
+    server: RunningServer,
+) -> None:
+    metrics = WorkerMetrics()
+    registry, connection = _registry(server, metrics=metrics)
 
     assert registry.credential_fields("autotask") == ("username", "secret", "integration_code")
     provider = registry.build(connection)
     provider.check_connection()
     assert provider.get_ticket(_ticket(server, status_id=8)).status_name == "In Progress"
+    answers = {
+        (sample.labels["vendor"], sample.labels["status"]): sample.value
+        for metric in metrics.registry.collect()
+        if metric.name == "writeback_psa_answers"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+    assert answers == {("autotask", "200"): len(_calls(server))}
+
+
+# --- the thread limit: 3 requests in flight per endpoint and integration code -----------------
+
+
+def _peaks(server: RunningServer) -> dict[str, int]:
+    peaks: dict[str, int] = requests.get(f"{server.url}/__sim/threads", timeout=5).json()["peaks"]
+    return peaks
+
+
+def test_providers_of_one_connection_keep_the_thread_limit_together(
+    server: RunningServer,
+) -> None:
+    """Eight providers of one connection (eight workers' steps) read a ticket at once while
+    each answer takes 0.3 s: the simulator refuses a fourth request in flight, and none is."""
+    registry, connection = _registry(server)
+    ticket = _ticket(server, status_id=8)
+    registry.build(connection).get_ticket(ticket)  # the zone and picklists, cached
+    requests.post(
+        f"{server.url}/__sim/faults",
+        json={"kind": "slow", "delay": 0.3, "ticket_id": int(ticket), "times": -1},
+        timeout=5,
+    ).raise_for_status()
+
+    with ThreadPoolExecutor(8) as pool:
+        read = list(pool.map(lambda _: registry.build(connection).get_ticket(ticket), range(8)))
+
+    assert {t.status_name for t in read} == {"In Progress"}
+    assert [c for c in _calls(server, ticket) if c["status"] == 429] == []
+    assert _peaks(server)["Tickets"] == 3  # the limit was reached, never passed
+
+
+def test_a_request_that_timed_out_keeps_its_slot_while_autotask_may_still_run_it(
+    server: RunningServer,
+) -> None:
+    """Three reads time out (1 s) while Autotask works 1.3 s on each: the next read waits for
+    their leases (twice the timeout) instead of drawing a 429 as a fourth in flight."""
+    registry, connection = _registry(server, timeout=1.0)
+    ticket = _ticket(server)
+    registry.build(connection).get_ticket(ticket)
+    requests.post(
+        f"{server.url}/__sim/faults",
+        json={"kind": "slow", "delay": 1.3, "ticket_id": int(ticket), "times": 3},
+        timeout=5,
+    ).raise_for_status()
+
+    def timed_out(_: int) -> bool:
+        try:
+            registry.build(connection).get_ticket(ticket)
+        except PsaTransientError:
+            return True
+        return False
+
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(timed_out, range(3))) == [True] * 3
+    registry.build(connection).get_ticket(ticket)
+
+    assert [c["status"] for c in _calls(server, ticket)] == [200, 200, 200, 200, 200]
 
 
 # --- answers Autotask gives as 500s -----------------------------------------------------------

@@ -19,6 +19,7 @@ from writeback.adapters.psa.budget import DEFAULT_RATES, LocalBucket, RequestBud
 from writeback.adapters.psa.halopsa import ACTION_STYLES, ActionStyle, HaloCache, HaloProvider
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
+from writeback.adapters.psa.slots import LocalSlots
 from writeback.domain.errors import (
     PsaAuthError,
     PsaError,
@@ -425,6 +426,7 @@ def test_the_registry_builds_halo_providers_with_the_tenant(server: RunningServe
         http=HttpClient(timeout=2),
         host_policy=HostPolicy.parse("", allow_private=True),
         budget=RequestBudget(LocalBucket(), DEFAULT_RATES),
+        slots=LocalSlots(),
     )
     connection = PsaConnection(
         account_id=1,

@@ -40,11 +40,11 @@ class SimBucket(LocalBucket):
         self.sim = sim
         self.down = False
 
-    def take(self, key: str, rate: Rate, count: int = 1) -> float:
+    def take(self, key: str, rate: Rate, count: int = 1, keep: int = 0) -> float:
         self.sim.point("redis budget take")
         if self.down:
             raise redis.ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
-        return super().take(key, rate, count)
+        return super().take(key, rate, count, keep)
 
 
 @dataclass

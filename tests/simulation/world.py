@@ -36,7 +36,7 @@ from tests.simulation.faults import Event, FaultPlan, draw
 from tests.simulation.oracle import Oracle
 from tests.simulation.psa import SimBucket, SimPsa
 from writeback import celery_config
-from writeback.adapters.psa.budget import DEFAULT_RATES, RequestBudget
+from writeback.adapters.psa.budget import DEFAULT_RATES, RequestBudget, budget_key_of
 from writeback.config import load_settings
 from writeback.domain.accounts import Principal
 from writeback.domain.drafting import Drafting, DraftPolicy, fingerprint, render_escalation
@@ -205,8 +205,7 @@ class SimRegistry:
         *,
         before_write: Callable[[], None] | None = None,
     ) -> Any:
-        key = f"{connection.site_url}|{connection.company_id}"
-        gate = self.world.budget.gate(connection.provider, key, requests)
+        gate = self.world.budget.gate(connection.provider, budget_key_of(connection), requests)
         assert connection.id is not None
         return self.world.psas[connection.id].client(gate, before_write)
 

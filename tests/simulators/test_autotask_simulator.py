@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from tests.simulators.conftest import (
     run_module,
     simulator_fixtures,
 )
+from tests.support import wait_until
 from writeback_simulators.autotask import INTEGRATION_CODE, SECRET, USERNAME, create_app
 
 HEADERS = {"UserName": USERNAME, "Secret": SECRET, "ApiIntegrationCode": INTEGRATION_CODE}
@@ -322,6 +324,62 @@ def test_invalid_status_patches_are_refused(sim: Sim, body: dict[str, Any], stat
     assert response.status_code == status
     assert response.json()["errors"]
     assert sim.stored(ticket_id)["status"] == 1
+
+
+# --- thread limit -------------------------------------------------------------------------------
+
+
+def _in_flight(sim: Sim, endpoint: str, count: int) -> bool:
+    return sim.control("GET", "threads").json()["peaks"].get(endpoint) == count
+
+
+def test_a_fourth_request_in_flight_on_an_endpoint_is_refused_with_429(sim: Sim) -> None:
+    ticket_id = sim.new_ticket()
+    sim.fault(kind="slow", delay=1.5, method="GET", path_contains="/Tickets/", times=3)
+    url = f"{sim.zone}/V1.0/Tickets/{ticket_id}"
+    with ThreadPoolExecutor(3) as pool:  # a session each: a Session is not thread-safe
+        slow = [pool.submit(requests.get, url, headers=HEADERS, timeout=5) for _ in range(3)]
+        wait_until(lambda: _in_flight(sim, "Tickets", 3), timeout=5)
+
+        fourth = sim.api("GET", f"Tickets/{ticket_id}")
+        other_endpoint = sim.query(_eq("ticketID", ticket_id))
+        discovery = sim.discover()  # ZoneInformation is not thread-limited
+
+        answers = [future.result() for future in slow]
+    after = sim.api("GET", f"Tickets/{ticket_id}")
+
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert fourth.status_code == 429
+    assert "thread threshold of 3 threads" in fourth.json()["errors"][0]
+    assert (other_endpoint.status_code, discovery.status_code) == (200, 200)
+    assert after.status_code == 200
+    assert sim.control("GET", "threads").json() == {
+        "limit": 3,
+        "peaks": {"Tickets": 3, "TicketNotes": 1},
+    }
+    logged = [e["status"] for e in sim.control("GET", "requests").json() if e["ticket_id"]]
+    assert logged.count(429) == 1  # answered and logged like any vendor call
+
+
+def test_thread_limits_count_per_integration_code(sim: Sim) -> None:
+    ticket_id = sim.new_ticket()
+    sim.fault(kind="slow", delay=1.5, method="GET", path_contains="/Tickets/", times=4)
+    url = f"{sim.zone}/V1.0/Tickets/{ticket_id}"
+    other_code = {**HEADERS, "ApiIntegrationCode": "ANOTHER-INTEGRATION"}
+    with ThreadPoolExecutor(4) as pool:
+        ours = [pool.submit(requests.get, url, headers=HEADERS, timeout=5) for _ in range(3)]
+        wait_until(lambda: _in_flight(sim, "Tickets", 3), timeout=5)
+        theirs = pool.submit(requests.get, url, headers=other_code, timeout=5).result()
+
+    assert [f.result().status_code for f in ours] == [200, 200, 200]
+    assert theirs.status_code == 401  # not refused for threads: refused for its wrong code
+
+
+def test_a_reset_forgets_the_peaks(sim: Sim) -> None:
+    sim.api("GET", f"Tickets/{sim.new_ticket()}")
+    assert sim.control("GET", "threads").json()["peaks"] == {"Tickets": 1}
+    sim.control("POST", "reset")
+    assert sim.control("GET", "threads").json() == {"limit": 3, "peaks": {}}
 
 
 # --- faults ------------------------------------------------------------------------------------

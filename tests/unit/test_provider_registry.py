@@ -13,6 +13,7 @@ from writeback.adapters.crypto import FernetSealer
 from writeback.adapters.psa.budget import DEFAULT_RATES, LocalBucket, RequestBudget
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
+from writeback.adapters.psa.slots import LocalSlots
 from writeback.domain.errors import CredentialsUnreadable, Failure, InvalidInput, SiteUrlRefused
 from writeback.domain.model import PsaConnection
 from writeback.domain.site_url import HostPolicy
@@ -27,6 +28,7 @@ def _registry(policy: HostPolicy | None = None) -> ProviderRegistry:
         sealer=SEALER,
         http=HttpClient(timeout=1),
         budget=RequestBudget(LocalBucket(), DEFAULT_RATES),
+        slots=LocalSlots(),
         host_policy=policy or HostPolicy(),
     )
 

@@ -9,6 +9,12 @@ with `{"id", "status"}`; picklists read from `.../entityInformation/fields`; not
 case-insensitively, like the real service (`v1.0/zoneInformation` and `V1.0/ZoneInformation`);
 the request log shows them in their canonical case.
 
+Autotask's thread limit (its "API thread limiting" page) is modelled: at most 3 requests in flight
+per API tracking identifier (the `ApiIntegrationCode` header) and object endpoint, the entity
+after `V1.0/` (`Tickets` for `.../V1.0/Tickets/7000/Notes` too); a fourth is refused at once with
+429 and `{"errors": [...]}` before anything else is checked. ZoneInformation is not counted. A
+request counts from its arrival (an injected `slow` delay included) until its answer is made.
+
 Confirmed in KerkhoffTechnologies/django-autotask and modelled: discovery for a blank or unknown
 user answers 500 with `{"errors": [...]}`; a permission refusal answers 500 (not 403) with "does
 not have the adequate permissions"; live tenants label `publish` "All Autotask Users", "Internal
@@ -19,7 +25,8 @@ ApiIntegrationCode answers 401 with a message naming it; a stale zone answers 40
 unknown in that zone's database); an unknown or inactive picklist value answers 400; a note needs a
 non-empty `title` (some ticket categories require one); `description` holds at most 32,000
 characters; picklist values are strings, as in the entityInformation/fields answers of the real
-API; queries are answered on one page.
+API; queries are answered on one page; a thread-limit refusal carries no Retry-After; a child
+collection counts against its parent entity's thread limit.
 
 Seed data (restored by `POST /__sim/reset`):
   API user `api@acme.example`, secret `at-secret`, integration code `AT-INTEGRATION`.
@@ -39,6 +46,9 @@ Control API (no auth, JSON; errors in Autotask's shape):
                                    the old zone answer 401
   PUT    /__sim/permissions        {"create_notes": false} -> note POSTs are refused with a 500
                                    naming missing permissions; true restores
+  GET    /__sim/threads            {"limit": 3, "peaks": {"Tickets": 3, ...}}: the most requests
+                                   seen in flight at once per endpoint (for one integration code)
+                                   since the last reset
   POST|GET|DELETE /__sim/faults..., GET /__sim/requests?ticket_id=   see simulators/faults.py
 
 Faults match vendor calls (ZoneInformation included, /__sim/ never) by `ticket_id` (from the path
@@ -53,6 +63,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -99,6 +111,8 @@ _MAX_TITLE = 250
 _MAX_RECORDS = 500
 _ZONE_PREFIX = re.compile(r"[A-Za-z0-9_-]*")
 _TICKET_IN_PATH = re.compile(r"/V1\.0/Tickets/(\d+)(?:/|$)")
+_ENTITY_IN_PATH = re.compile(r"/V1\.0/([^/]+)")
+THREADS = 3  # requests in flight per integration code and object endpoint
 
 
 @dataclass(frozen=True)
@@ -185,14 +199,48 @@ def _now() -> datetime:
 _SEED_USERS = (ApiUser(USERNAME, SECRET, INTEGRATION_CODE, 29682885),)
 
 
+class ThreadLimit:
+    """Requests in flight per (integration code, endpoint), refused past `limit`; with the peak
+    seen per endpoint. Counts survive a reset (requests in flight then still end); peaks not."""
+
+    def __init__(self, limit: int = THREADS) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._in_flight: Counter[tuple[str, str]] = Counter()
+        self._peaks: dict[str, int] = {}
+
+    def enter(self, code: str, endpoint: str) -> bool:
+        with self._lock:
+            if self._in_flight[(code, endpoint)] >= self.limit:
+                return False
+            self._in_flight[(code, endpoint)] += 1
+            count = self._in_flight[(code, endpoint)]
+            self._peaks[endpoint] = max(self._peaks.get(endpoint, 0), count)
+            return True
+
+    def leave(self, code: str, endpoint: str) -> None:
+        with self._lock:
+            self._in_flight[(code, endpoint)] -= 1
+
+    def peaks(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._peaks)
+
+    def clear_peaks(self) -> None:
+        with self._lock:
+            self._peaks.clear()
+
+
 class SimState(faults.PsaState[Ticket, Note]):
     """All simulator state; every public method takes the lock (the server is threaded)."""
 
     def __init__(self) -> None:
         self._next_note_id = _FIRST_NOTE_ID
+        self.threads = ThreadLimit()
         super().__init__(_FIRST_TICKET_ID)
 
     def _seed(self) -> None:
+        self.threads.clear_peaks()
         self._zone_prefix = ""
         self._users = {u.username.casefold(): u for u in _SEED_USERS}
         self._picklists = {"status": STATUSES, "publish": PUBLISH, "noteType": NOTE_TYPES}
@@ -510,6 +558,28 @@ def _pop_zone(endpoint: str | None, values: dict[str, Any] | None) -> None:
         g.zone = values.pop("zone", "") if values is not None else ""
 
 
+def _take_thread() -> None:
+    """Autotask's thread limit, on every vendor call before anything else is checked."""
+    match = _ENTITY_IN_PATH.search(request.path)
+    if match is None or match.group(1) == "ZoneInformation":  # not thread-limited
+        return
+    thread = (request.headers.get("ApiIntegrationCode", ""), match.group(1))
+    threads = _state().threads
+    if not threads.enter(*thread):
+        raise ApiError(
+            429,
+            f"The API thread threshold of {threads.limit} threads has been exceeded for this "
+            f"integration on the {thread[1]} endpoint.",
+        )
+    g.thread = thread
+
+
+def _leave_thread(error: BaseException | None) -> None:
+    thread = g.pop("thread", None)
+    if thread is not None:
+        _state().threads.leave(*thread)
+
+
 def _authenticate() -> None:
     """The zone and the three auth headers, for every `{zone}/V1.0/...` call."""
     if "zone" not in g:
@@ -671,6 +741,11 @@ def put_permissions() -> Response:
     return jsonify({"create_notes": allowed})
 
 
+def thread_peaks() -> Response:
+    threads = _state().threads
+    return jsonify({"limit": threads.limit, "peaks": threads.peaks()})
+
+
 def _case_insensitive_paths(wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
     """Autotask matches paths in any case: spell known segments as the routes do."""
 
@@ -688,6 +763,7 @@ _CONTROL_ROUTES: tuple[tuple[str, Callable[..., Any], str], ...] = (
     ("/__sim/tickets", sim_create_ticket, "POST"),
     ("/__sim/zone", put_zone, "PUT"),
     ("/__sim/permissions", put_permissions, "PUT"),
+    ("/__sim/threads", thread_peaks, "GET"),
 )
 _HIDDEN_HEADERS = faults.DEFAULT_HIDDEN_HEADERS | {"secret", "apiintegrationcode"}
 
@@ -712,7 +788,9 @@ def create_app(state: SimState | None = None) -> Flask:
         error=_error_response,
         hidden_headers=_HIDDEN_HEADERS,
         secret_fields=frozenset({"secret", "apiintegrationcode", "password"}),
+        admit=_take_thread,
     ).install(app)
+    app.teardown_request(_leave_thread)
     app.before_request(_authenticate)  # after the request faults, as in the real service order
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, faults.http_error_handler(_error_response))

@@ -6,8 +6,9 @@ their notes), and its Flask app gets a `FaultControls` with the vendor specifics
 ticket a request is about, how its errors look, and which headers and fields are secret.
 `FaultControls.install()` then adds:
 
-  before_request  vendor calls (every path but /__sim/...) are matched against the faults:
-                  `slow` sleeps, then `rate_limit`/`server_error` answer instead of the vendor
+  before_request  vendor calls (every path but /__sim/...) pass the vendor's own `admit` check,
+                  if any, then are matched against the faults: `slow` sleeps, then
+                  `rate_limit`/`server_error` answer instead of the vendor
   after_request   vendor calls are logged: method, path, query, status, ticket_id, body (JSON
                   only, so form bodies such as OAuth token requests never are), headers without
                   the secret ones, auth_headers (the names of the secret headers sent, never their
@@ -460,6 +461,9 @@ class FaultControls:
     # The 429 message of a `rate_limit` fault; {seconds} is its retry_after.
     rate_limit_message: str = "Rate limit exceeded, retry after {seconds} seconds (simulated)"
     read_body: BodyReader | None = None  # see control_body()
+    # The vendor's own limits on calls (Autotask's thread limit), checked on every vendor call
+    # before its faults: raises the vendor's refusal, which is answered and logged as any other.
+    admit: Callable[[], None] | None = None
 
     def install(self, app: Flask) -> None:
         app.before_request(self._inject_request_faults)
@@ -487,6 +491,8 @@ class FaultControls:
             return None
         g.call = Call(request.method, request.path, self.ticket_id())
         g.faults = []
+        if self.admit is not None:
+            self.admit()
         book = self.state().faults
         slow = book.take(DELAY_KINDS, g.call)
         if slow is not None:

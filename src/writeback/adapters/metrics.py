@@ -30,15 +30,6 @@ CODED_STATES = (str(JobState.RETRYING), str(JobState.FAILED))
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SINGLE_PROCESS_POOLS = ("threads", "thread", "solo", "eventlet", "gevent")
 
-# Which vendor a PSA URL belongs to, by the path of the vendor's public API.
-VENDOR_PATHS = (
-    ("/apis/3.0/", "connectwise"),
-    ("/login/companyinfo/", "connectwise"),
-    ("/atservicesrest/", "autotask"),
-    ("/api/", "halopsa"),
-    ("/auth/token", "halopsa"),
-)
-
 
 class MetricsConfigError(ValueError):
     """A process layout whose metrics would be silently wrong."""
@@ -57,11 +48,6 @@ def check_worker_metrics(pool: str, metrics_port: int | None) -> None:
             "(an empty folder, writable by the worker): each child process counts its own "
             "steps, and only that folder lets the metrics server add them up"
         )
-
-
-def vendor_of(url: str) -> str:
-    path = "/" + url.split("://", 1)[-1].split("/", 1)[-1].lower()
-    return next((vendor for prefix, vendor in VENDOR_PATHS if prefix in path), "other")
 
 
 class WorkerMetrics:
@@ -89,9 +75,9 @@ class WorkerMetrics:
             registry=self.registry,
         )
 
-    def observe_psa_answer(self, method: str, url: str, status: int | None) -> None:
-        """The HTTP client's observer hook: one call per PSA request."""
-        self.psa_answers.labels(vendor_of(url), method.upper(), str(status or "none")).inc()
+    def observe_psa_answer(self, vendor: str, method: str, status: int | None) -> None:
+        """The HTTP client's observer hook: one call per PSA request, with its provider's name."""
+        self.psa_answers.labels(vendor, method.upper(), str(status or "none")).inc()
 
     def exposition_registry(self) -> CollectorRegistry:
         """What a scrape of this process serves: every process's values in multiprocess mode."""

@@ -55,14 +55,14 @@ def put_status_map(connection_id: int) -> dict[str, object]:
 
 
 @bp.get(f"{CONNECTION}/boards")
-@documented({200: Boards}, (404, 502), tags=TAGS)
+@documented({200: Boards}, (404, 429, 502), tags=TAGS)
 def boards(connection_id: int) -> dict[str, object]:
     found = container().connections.boards(principal(), connection_id)
     return Boards.of(list(found)).body()
 
 
 @bp.get(f"{CONNECTION}/boards/<board>/statuses")
-@documented({200: BoardStatuses}, (404, 502), tags=TAGS)
+@documented({200: BoardStatuses}, (404, 429, 502), tags=TAGS)
 def board_statuses(connection_id: int, board: str) -> dict[str, object]:
     """`board` is a board id, or `all` for PSAs whose statuses are not per board."""
     if board != "all" and not (board.isascii() and board.isdigit() and len(board) <= 10):
@@ -73,7 +73,7 @@ def board_statuses(connection_id: int, board: str) -> dict[str, object]:
 
 
 @bp.post(f"{CONNECTION}/test")
-@documented({200: ConnectionCheck}, (404,), tags=TAGS)
+@documented({200: ConnectionCheck}, (404, 429), tags=TAGS)
 def test_connection(connection_id: int) -> dict[str, object]:
     """Check the credentials against the PSA and say what failed: 200 either way."""
     check = container().connections.check(principal(), connection_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import redis
@@ -13,15 +14,19 @@ from werkzeug.exceptions import HTTPException
 
 from writeback.api.context import UnstorableInput
 from writeback.domain.errors import (
+    BudgetWait,
     Conflict,
     DomainError,
     DraftRejected,
     InvalidInput,
     LlmUnavailable,
     NotFound,
+    PartUnavailable,
     PsaError,
-    StoreUnavailable,
+    SessionGone,
+    StatusTargetError,
     Unauthorized,
+    Wait,
 )
 
 log = logging.getLogger(__name__)
@@ -97,7 +102,7 @@ def _is_outage(exc: Exception) -> bool:
 
 
 def _domain_error(exc: DomainError) -> Response:
-    if isinstance(exc, StoreUnavailable):
+    if isinstance(exc, PartUnavailable):  # our own database or Redis
         return _outage(exc)
     if isinstance(exc, InvalidInput):
         return problem(
@@ -107,7 +112,7 @@ def _domain_error(exc: DomainError) -> Response:
             exc.message,
             errors=[{"field": exc.field, "message": exc.message}],
         )
-    if isinstance(exc, NotFound):
+    if isinstance(exc, NotFound | SessionGone):
         return problem(404, "not_found", "Not Found", exc.message)
     if isinstance(exc, Unauthorized):
         return problem(401, exc.code, "Unauthorized", exc.message)
@@ -122,6 +127,16 @@ def _domain_error(exc: DomainError) -> Response:
         )
     if isinstance(exc, Conflict):
         return problem(409, exc.code, "Conflict", exc.message)
+    if isinstance(exc, StatusTargetError):  # the status map no longer fits the PSA's board
+        return problem(409, exc.code, "Conflict", exc.message)
+    if isinstance(exc, BudgetWait):  # the PSA's limits are busy (a batch): not a failure
+        retry_after = max(1, math.ceil(exc.wait))
+        detail = (
+            f"{exc.message}: other requests to this PSA use its limits; retry in {retry_after} s."
+        )
+        response = problem(429, "psa_budget_busy", "Too Many Requests", detail)
+        response.headers["Retry-After"] = str(retry_after)
+        return response
     if isinstance(exc, PsaError):  # a PSA call made on the caller's behalf failed
         return problem(502, exc.code, "Bad Gateway", exc.message, failed=exc.failed)
     if isinstance(exc, DraftRejected):
@@ -129,6 +144,10 @@ def _domain_error(exc: DomainError) -> Response:
     if isinstance(exc, LlmUnavailable):
         response = problem(503, exc.code, "Service Unavailable", exc.message)
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after or 5)))
+        return response
+    if isinstance(exc, Wait):  # any other wait: try again shortly
+        response = problem(503, exc.code, "Service Unavailable", exc.message)
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
         return response
     log.error("unmapped domain error %s", type(exc).__name__)
     return problem(500, "internal_error", "Internal Server Error", "An unexpected error occurred.")

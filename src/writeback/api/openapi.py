@@ -49,6 +49,7 @@ ERROR_TITLES = {
     413: "Body too large",
     415: "Not application/json",
     422: "Invalid fields, each named in errors[].field",
+    429: "The PSA's request budget is busy (psa_budget_busy); see Retry-After",
     502: "The PSA refused or failed",
     503: "A dependency is unreachable; see Retry-After",
 }

@@ -146,9 +146,7 @@ def demo(api_url: str, sim_url: str) -> None:
             },
         },
     )
-    call(
-        "PUT", "/account-settings", json={"resolved_status_id": 42, "escalated_status_id": 43}
-    )
+    call("PUT", "/account-settings", json={"resolved_status_id": 42, "escalated_status_id": 43})
     for kind, document, markdown in (
         ("resolve", "resolution-note", "## Resolution\nCleared the stuck print spooler."),
         ("escalate", "escalation-package", None),

@@ -34,6 +34,8 @@ class ConnectionCheck:
 class ConnectionService:
     uow: UnitOfWorkFactory
     sealer: CredentialSealer
+    # A person waits on every PSA call made here: the registry's interactive view, whose calls
+    # wait briefly for the PSA's budget; BudgetWait when they cannot (the API answers 429).
     registry: ProviderRegistry
     # The SSRF guard at configuration time: the normalized URL, or InvalidInput.
     check_url: Callable[[str], str]
@@ -121,6 +123,8 @@ class ConnectionService:
         return self._provider(principal, connection_id).list_statuses(board_id)
 
     def check(self, principal: Principal, connection_id: int) -> ConnectionCheck:
+        """What is wrong with the connection, if anything. A busy PSA budget (BudgetWait) says
+        nothing about the connection: it is raised, not reported as a failed check."""
         try:
             self._provider(principal, connection_id).check_connection()
         except PsaError as exc:

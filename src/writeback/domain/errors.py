@@ -198,6 +198,11 @@ class BudgetWait(Wait):
     code = "budget_wait"
 
 
+class ConcurrencyWait(BudgetWait):
+    """The PSA's limit of requests in flight at once (Autotask: 3 per endpoint) is reached and
+    no slot came free within a short wait: held like a spent budget; nothing was sent."""
+
+
 class PartUnavailable(Wait):
     """One of our own parts (PostgreSQL, Redis) did not answer: the job waits for it, and no
     PSA attempt is counted against it."""

@@ -76,9 +76,10 @@ class ProviderRegistry(Protocol):
         before_write: Callable[[], None] | None = None,
     ) -> PsaProvider:
         """A provider for the connection; `requests` it is about to send are taken from the
-        tenant's budget at once (a spent budget raises BudgetWait before anything is sent).
-        `before_write` is called right before each write request is sent (after the budget);
-        what it raises aborts that request unsent."""
+        PSA's budget at once (a spent budget raises BudgetWait before anything is sent).
+        `before_write` is called right before each request but a GET or HEAD is sent, once the
+        budget and any concurrency slot are granted; what it raises aborts that request unsent
+        and propagates unchanged."""
         ...
 
 

@@ -6,6 +6,11 @@ on every zone call, notes with per-tenant integer picklists `noteType` and `publ
 `.../entityInformation/fields` and chosen by label), the status changed by `PATCH /V1.0/Tickets`,
 and error bodies `{"errors": ["..."]}`.
 
+Autotask's thread limit (its "API thread limiting" page): at most 3 requests in flight per object
+endpoint and API tracking identifier (our integration code) in one Autotask instance; a fourth is
+refused with a 429. ZoneInformation is not counted. Declared here as THREAD_LIMIT, kept by the
+registry for all our processes together.
+
 Confirmed in KerkhoffTechnologies/django-autotask (djautotask/api_rest.py): zone discovery answers
 500 for a blank or unknown user, and the REST API answers 500 (not 403) for some permission
 refusals ("does not have the adequate permissions"). Both are answers, not outages: permanent.
@@ -26,6 +31,8 @@ Where the reference is silent the code assumes little and fails safe:
 - A 2xx answer that cannot be read is transient: the note may be stored, and a retry finds it by
   its marker instead of posting it twice.
 - Autotask has no boards: statuses are global and `closed` means the system status Complete (5).
+- The thread limit's "object endpoint" is read as the entity after the API version in the URL,
+  so a child collection (`Tickets/{id}/Notes`) counts against its parent (`Tickets`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from cachetools import LRUCache, TTLCache
@@ -44,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from writeback.adapters.psa.boardless import ALL_TICKETS, require_no_board
 from writeback.adapters.psa.http import HttpClient, read_answer
+from writeback.adapters.psa.slots import ConcurrencyLimit
 from writeback.domain.errors import (
     InvalidInput,
     PsaNotFound,
@@ -78,6 +87,17 @@ _REFUSAL = re.compile(
     r"|is invalid|invalid value|not valid|does not exist|must be|is not allowed|validation",
     re.IGNORECASE,
 )
+
+
+def thread_endpoint(url: str) -> str | None:
+    """The object endpoint a request counts against in Autotask's thread limit: the entity after
+    the API version (any case, as Autotask matches paths); None for ZoneInformation."""
+    _, _, rest = urlsplit(url).path.lower().partition("/v1.0/")
+    entity = rest.split("/", 1)[0]
+    return None if entity in ("", "zoneinformation") else entity
+
+
+THREAD_LIMIT = ConcurrencyLimit(3, thread_endpoint, per_credential="integration_code")
 
 
 @dataclass(frozen=True)

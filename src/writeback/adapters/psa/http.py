@@ -78,6 +78,14 @@ class _Vetted(HTTPConnection):
             raise NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
 
 
+# A request URL -> once it may be sent (the tenant's budget paid, a concurrency slot taken;
+# else BudgetWait is raised), what frees its place when it has its answer.
+Admit = Callable[[str], Callable[[], None]]
+# Told (vendor, method, status or None when no answer came) after every request sent: metrics.
+Observer = Callable[[str, str, int | None], None]
+READS = frozenset({"GET", "HEAD"})
+
+
 class HttpClient:
     """requests.Session is not documented as thread-safe, and workers run threads: one each."""
 
@@ -86,15 +94,15 @@ class HttpClient:
         timeout: float,
         user_agent: str = "psa-writeback/0.1",
         vet: Vet | None = None,
-        observer: Callable[[str, str, int | None], None] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.timeout = timeout
-        # Told (method, url, status or None when no answer came) after every request: metrics.
         self._observer = observer
         self._user_agent = user_agent
         self._vet = vet
         self._local = threading.local()
-        self._gate: Callable[[], None] | None = None
+        self._vendor = "other"
+        self._admit: Admit | None = None
         self._before_write: Callable[[], None] | None = None
 
     def pinned(self, vet: Vet) -> HttpClient:
@@ -102,13 +110,14 @@ class HttpClient:
         return HttpClient(self.timeout, self._user_agent, vet, self._observer)
 
     def gated(
-        self, gate: Callable[[], None], before_write: Callable[[], None] | None = None
+        self, vendor: str, admit: Admit, before_write: Callable[[], None] | None = None
     ) -> HttpClient:
-        """The same client (and connection pools), calling `gate` before every request (how a
-        tenant's request budget is enforced without providers knowing about it), and
-        `before_write` right before each request that is not a read (the step's fence)."""
+        """The same client (and connection pools) for one vendor's tenant: every request is
+        admitted by `admit` (how the tenant's limits apply without providers knowing about
+        them), and `before_write` is called right before any request but a GET or HEAD is sent
+        (what it raises aborts that request unsent)."""
         clone = copy.copy(self)
-        clone._gate, clone._before_write = gate, before_write
+        clone._vendor, clone._admit, clone._before_write = vendor, admit, before_write
         return clone
 
     def _session(self) -> requests.Session:
@@ -126,10 +135,29 @@ class HttpClient:
         return session
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        if self._gate is not None:
-            self._gate()
-        if self._before_write is not None and method not in ("GET", "HEAD"):
-            self._before_write()
+        release = self._admit(url) if self._admit is not None else None
+        # A request whose answer was lost after it was sent may still run at the PSA: its
+        # concurrency slot is left to its lease instead of going to a request the PSA refuses.
+        still_running = False
+        try:
+            if self._before_write is not None and method.upper() not in READS:
+                self._before_write()  # the last thing before the send; raising aborts it
+            try:
+                return self._exchange(method, url, **kwargs)
+            except requests.RequestException as exc:
+                still_running = _was_sent(exc)
+                what = (
+                    f"timed out after {self.timeout} s"
+                    if isinstance(exc, requests.Timeout)
+                    else f"failed: {type(exc).__name__}"
+                )
+                error = failure_class(method, sent=still_running)
+                raise error(f"{method} {_path(url)} {what}", failed="site_url") from None
+        finally:
+            if release is not None and not still_running:
+                release()
+
+    def _exchange(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         status: int | None = None
         try:
             # Never follow redirects: a redirect could carry our credentials to another host.
@@ -138,17 +166,9 @@ class HttpClient:
             )
             status = response.status_code
             return response
-        except requests.RequestException as exc:
-            what = (
-                f"timed out after {self.timeout} s"
-                if isinstance(exc, requests.Timeout)
-                else f"failed: {type(exc).__name__}"
-            )
-            error = failure_class(method, sent=_was_sent(exc))
-            raise error(f"{method} {_path(url)} {what}", failed="site_url") from None
         finally:
             if self._observer is not None:
-                self._observer(method, url, status)
+                self._observer(self._vendor, method, status)
 
 
 def failure_class(method: str, *, sent: bool) -> type[PsaTransientError]:

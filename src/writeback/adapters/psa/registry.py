@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -11,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from writeback.adapters.crypto import CredentialSealError, FernetSealer
 from writeback.adapters.psa import autotask, connectwise, halopsa
-from writeback.adapters.psa.budget import RequestBudget
-from writeback.adapters.psa.http import HttpClient
+from writeback.adapters.psa.budget import RequestBudget, budget_key_of
+from writeback.adapters.psa.http import Admit, HttpClient
+from writeback.adapters.psa.slots import ConcurrencyLimit, Release, Slots, no_slot, slot_taker
 from writeback.adapters.psa.ssrf import AddressVetter, guard_url
 from writeback.domain.errors import CredentialsUnreadable, InvalidInput, SiteUrlRefused
 from writeback.domain.model import PsaConnection
@@ -46,6 +48,8 @@ class ProviderSpec:
     options: type[BaseModel] = NoOptions
     # The URL users paste, mapped to the API's (ConnectWise's UI hosts to their API hosts).
     api_url: Callable[[str], str] = str
+    # The vendor's documented limit on requests in flight at once, if it has one.
+    concurrency: ConcurrencyLimit | None = None
 
 
 class ProviderRegistry:
@@ -56,6 +60,7 @@ class ProviderRegistry:
         sealer: FernetSealer,
         http: HttpClient,
         budget: RequestBudget,
+        slots: Slots,
         host_policy: HostPolicy,
     ) -> None:
         self._specs = dict(specs)
@@ -64,6 +69,11 @@ class ProviderRegistry:
         # Every connection to a PSA resolves, vets and connects to one address (no rebinding).
         self._http = http.pinned(vet)
         self._budget = budget
+        self._slots = slots
+        # A request's answer is due within its timeout; twice that also covers a PSA still
+        # working on a request whose answer we gave up on (its slot is kept until then).
+        self._slot_lease = 2 * http.timeout
+        self._person = False
         self._check_url = partial(guard_url, vet=vet)
         # At configuration time a host that does not resolve is a typo, not an outage.
         self.configure_url = partial(guard_url, vet=vet, unresolvable="invalid")
@@ -98,6 +108,13 @@ class ProviderRegistry:
                     raise InvalidInput(f"options.{name}", exc.message) from None
         return spec.api_url(site_url), given or None
 
+    def interactive(self) -> ProviderRegistry:
+        """This registry for the calls a person waits on (connection checks, boards, statuses):
+        they may spend the budget's reserve and wait briefly for a token, where a job is held."""
+        clone = copy.copy(self)
+        clone._person = True
+        return clone
+
     def build(
         self,
         connection: PsaConnection,
@@ -105,8 +122,9 @@ class ProviderRegistry:
         *,
         before_write: Callable[[], None] | None = None,
     ) -> PsaProvider:
-        """`requests`: what the caller is about to send, paid from the budget at once;
-        `before_write`: called right before each write is sent."""
+        """`requests`: what the caller is about to send, paid from the budget at once.
+        `before_write`: called right before each request but a GET or HEAD is sent, once its
+        budget and slot are granted; what it raises aborts the request unsent."""
         spec = self._specs[connection.provider]
         # The site URL is judged again at connect time: DNS answers may have changed since.
         try:
@@ -117,10 +135,37 @@ class ProviderRegistry:
             credentials = self._sealer.open(connection.credentials_encrypted)
         except CredentialSealError as exc:
             raise CredentialsUnreadable(str(exc), failed="credentials") from None
-        tenant = f"{connection.site_url}|{connection.company_id}"
-        gate = self._budget.gate(connection.provider, tenant, requests)
-        http = self._http.gated(gate, before_write)
+        admit = self._admission(connection, spec.concurrency, credentials, requests)
+        http = self._http.gated(connection.provider, admit, before_write)
         return spec.build(connection, credentials, ProviderContext(http, self._check_url))
+
+    def _admission(
+        self,
+        connection: PsaConnection,
+        limit: ConcurrencyLimit | None,
+        credentials: Mapping[str, str],
+        requests: int,
+    ) -> Admit:
+        """A request's way out: its budget tokens, then a slot of the vendor's concurrency
+        limit. Tokens first, so that no slot is held while a person waits for a token."""
+        provider, key = connection.provider, budget_key_of(connection)
+        pay = self._budget.gate(provider, key, requests, person=self._person)
+        take_slot = (
+            no_slot
+            if limit is None
+            else slot_taker(
+                self._slots,
+                limit,
+                f"{provider}:{key}:{limit.scope(credentials)}",
+                lease=self._slot_lease,
+            )
+        )
+
+        def admit(url: str) -> Release:
+            pay()
+            return take_slot(url)
+
+        return admit
 
 
 def default_specs(*, cw_process_notifications: bool = False) -> dict[str, ProviderSpec]:
@@ -178,6 +223,11 @@ def default_specs(*, cw_process_notifications: bool = False) -> dict[str, Provid
             connectwise.Options,
             connectwise.api_site_url,
         ),
-        "autotask": ProviderSpec(autotask.CREDENTIAL_FIELDS, build_autotask, autotask.Options),
+        "autotask": ProviderSpec(
+            autotask.CREDENTIAL_FIELDS,
+            build_autotask,
+            autotask.Options,
+            concurrency=autotask.THREAD_LIMIT,
+        ),
         "halopsa": ProviderSpec(halopsa.CREDENTIAL_FIELDS, build_halopsa, halopsa.Options),
     }
