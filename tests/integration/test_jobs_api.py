@@ -61,3 +61,25 @@ def test_retry_of_another_accounts_job_is_not_found(api: Api, other_api: Api) ->
     job_id = api.start(api.session())["job_id"]
     other_api.post(f"/jobs/{job_id}/retry", expect=404)
     api.wait_job(job_id)
+
+
+def test_a_sessions_ticket_stays_while_its_job_may_write_to_it(
+    api: Api, simulator: Simulator
+) -> None:
+    """One ticket per job: a job writes to the ticket its session named when it was created,
+    and the session's ticket cannot change under it (in flight, or once it may have posted)."""
+    ticket, other = simulator.new_ticket(), simulator.new_ticket()
+    connection = api.connect_simulator(simulator.url)
+    session_id = api.session(connection, ticket)
+    simulator.fault("slow", ticket, method="POST", delay=2.0)
+    job_id = api.start(session_id)["job_id"]
+
+    in_flight = api.call("PATCH", f"/ai-sessions/{session_id}", {"psa_ticket_id": other}, 409)
+    assert (in_flight["code"], in_flight["job_id"]) == ("job_in_flight", job_id)
+    chat = {"conversation_messages": [{"role": "user", "content": "and the scanner?"}]}
+    assert api.call("PATCH", f"/ai-sessions/{session_id}", chat, 200)["psa_ticket_id"] == ticket
+
+    assert api.wait_job(job_id)["state"] == "succeeded"
+    posted = api.call("PATCH", f"/ai-sessions/{session_id}", {"psa_ticket_id": other}, 409)
+    assert (posted["code"], posted["job_id"]) == ("ticket_locked", job_id)
+    assert len(simulator.ticket(ticket)["notes"]) == 1 and simulator.ticket(other)["notes"] == []

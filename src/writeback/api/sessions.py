@@ -41,9 +41,10 @@ def show(session_id: int) -> dict[str, object]:
 
 
 @bp.patch(SESSION)
-@documented({200: Session}, (404,), json=SessionPatch, tags=TAGS)
+@documented({200: Session}, (404, 409), json=SessionPatch, tags=TAGS)
 def update(session_id: int) -> dict[str, object]:
-    """Change the session as the chat goes on: a new state_version, and new drafts."""
+    """Change the session as the chat goes on: a new state_version, and new drafts. Its ticket
+    or connection cannot change while a job of it may write to its ticket (409 naming it)."""
     data = body(SessionPatch)
     changes = {name: getattr(data, name) for name in data.model_fields_set}
     if "conversation_messages" in changes:
