@@ -9,6 +9,7 @@ one child's share), and the API exports only the database figures."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from writeback.adapters.db.tables import writeback_jobs
+from writeback.adapters.db.tables import db_now, sweeps, writeback_jobs
 from writeback.domain.model import IN_FLIGHT_STATES, JobState
 
 # Counted from the database: in flight (small, indexed) and failed (indexed); succeeded jobs
@@ -101,6 +102,7 @@ class JobStateCollector(Collector):
         )
         with self._engine.connect() as conn:
             rows = [tuple(row) for row in conn.execute(query)]
+            since_sweep = seconds_since_sweep(conn)
         by_state = GaugeMetricFamily("writeback_jobs", "Jobs by state.", labels=["state"])
         by_code = GaugeMetricFamily(
             "writeback_jobs_by_error_code",
@@ -114,6 +116,21 @@ class JobStateCollector(Collector):
                 by_code.add_metric([state, error_code or "none"], count)
         yield by_state
         yield by_code
+        yield GaugeMetricFamily(
+            "writeback_seconds_since_sweep",
+            "Seconds since beat last swept, by the database's clock (+Inf: never). Held jobs "
+            "wait for the sweep: a stopped beat holds every one of them.",
+            value=since_sweep,
+        )
+
+
+def seconds_since_sweep(conn: sa.Connection) -> float:
+    """By the database's clock; +Inf when beat never swept."""
+    row = conn.execute(sa.select(db_now(), sweeps.c.at).where(sweeps.c.name == "sweep")).first()
+    if row is None or row.at is None:
+        return math.inf
+    since: float = (row[0] - row.at).total_seconds()
+    return max(0.0, since)
 
 
 def api_metrics(engine: sa.Engine) -> Callable[[], bytes]:

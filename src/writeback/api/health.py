@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from typing import Literal
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app
@@ -11,9 +13,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from writeback.api.context import container
 from writeback.api.errors import problem
 from writeback.api.openapi import documented
+from writeback.adapters.metrics import seconds_since_sweep
 from writeback.api.responses import Out
 
 log = logging.getLogger(__name__)
+# A scheduler that missed this many sweeps (and 10 s at least) is reported stale.
+STALE_SWEEPS = 5
 
 bp = Blueprint("health", __name__)
 
@@ -22,9 +27,17 @@ class Health(Out):
     status: str
 
 
+class Sweeps(Out):
+    """Beat's sweep admits held jobs and recovers lost ones; without it they wait forever."""
+
+    state: Literal["ok", "stale", "never"]
+    seconds_since_sweep: float | None
+
+
 class Ready(Out):
     status: str
     checks: dict[str, str]
+    scheduler: Sweeps | None = None
 
 
 @bp.get("/healthz")
@@ -37,10 +50,11 @@ def healthz() -> dict[str, str]:
 @bp.get("/readyz")
 @documented({200: Ready}, (503,), public=True, tags=("operations",))
 def readyz() -> Response | dict[str, object]:
-    """The database and the broker answer: safe to route traffic here."""
+    """The database and the broker answer: safe to route traffic here. `scheduler` says whether
+    beat sweeps (a stale one is no reason to stop serving: posts are kept for it)."""
     checks = {"database": _database(), "broker": _broker()}
     if all(result == "ok" for result in checks.values()):
-        return {"status": "ready", "checks": checks}
+        return Ready(status="ready", checks=checks, scheduler=_scheduler()).body()
     return problem(
         503, "not_ready", "Service Unavailable", "A dependency is unreachable.", checks=checks
     )
@@ -61,6 +75,19 @@ def _database() -> str:
         log.warning("readiness: database unreachable: %s", type(exc).__name__)
         return "unreachable"
     return "ok"
+
+
+def _scheduler() -> Sweeps | None:
+    stale_after = max(STALE_SWEEPS * container().settings.sweep_interval, 10.0)
+    try:
+        with container().read_engine.connect() as conn:
+            since = seconds_since_sweep(conn)
+    except Exception as exc:
+        log.warning("readiness: last sweep unknown: %s", type(exc).__name__)
+        return None
+    if math.isinf(since):
+        return Sweeps(state="never", seconds_since_sweep=None)
+    return Sweeps(state="ok" if since <= stale_after else "stale", seconds_since_sweep=since)
 
 
 def _broker() -> str:
