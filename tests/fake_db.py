@@ -186,8 +186,9 @@ class FakeUnitOfWork:
     def write(self, table: str, key: Hashable, value: Any) -> None:
         self.lock((table, key))
         self._writes[(table, key)] = value
-        if self.autocommit:
+        if self.autocommit:  # each statement commits, and lets go of its locks, alone
             self._apply()
+            self._release()
 
     def changed(self, job: WritebackJob) -> None:
         """A job this transaction wrote: published to the job feed once committed."""

@@ -141,6 +141,20 @@ class SimBroker:
                 finally:
                     self.waiting.remove(actor)
 
+    def holds(self, message_id: str, live: list[object]) -> bool:
+        """Whether a copy of the message is where a live consumer gets it: queued, or taken
+        by a live consumer."""
+        if any(m.message_id == message_id for m in self.queue):
+            return True
+        if any(d.message.message_id == message_id and d.consumer in live for d in self.unacked):
+            return True
+        return any(message_id in (m.message_id for m in getattr(c, "reserved", ())) for c in live)
+
+    def held_by_the_dead(self, message_id: str) -> bool:
+        """Taken by a consumer that died before acknowledging it: Redis gives it back after
+        the visibility timeout."""
+        return any(d.message.message_id == message_id for d in self.unacked)
+
     def ack(self, message: Message) -> None:
         self.unacked = [d for d in self.unacked if d.message is not message]
 

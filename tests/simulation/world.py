@@ -309,6 +309,9 @@ class World:
             and any(p.alive and p.paused_until <= self.sim.now for p in workers)
         )
 
+    def live_consumers(self) -> list[Consumer]:
+        return [c for c in self.consumers.values() if c.process.alive]
+
     def frozen_lock(self, key: object) -> bool:
         """Whether a transaction of a paused process holds `key`: what waits for it waits for
         the pause (as it would on PostgreSQL)."""
@@ -577,7 +580,7 @@ class World:
     def _watch(self) -> None:
         while True:
             self.sim.sleep(self.sweep_interval)
-            self.oracle.watch_admission()
+            self.oracle.watch()
 
     # Clients
 
@@ -748,7 +751,7 @@ class Consumer:
         me = sim.current
         assert me is not None and message.job_id is not None
         me.job = message.job_id
-        world.oracle.begin_run(me, message.job_id, str(message.step))
+        world.oracle.begin_run(me, message.job_id, str(message.step), message.message_id)
         try:
             services.pipeline.run_step(message.job_id, message.step, message.message_id)
         except StoreUnavailable:  # tasks.py: retry the message while the database is down
