@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 import redis
@@ -33,6 +34,7 @@ from writeback.adapters.psa.budget import (
 from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
 from writeback.adapters.queue import BrokerEpoch, CeleryJobQueue, create_celery_app
+from writeback.adapters.stream_credentials import StreamCredentials
 from writeback.config import Settings, is_redis, load_settings
 from writeback.domain.accounts import AccountService
 from writeback.domain.connections import ConnectionService
@@ -74,6 +76,7 @@ class Container:
     sessions: SessionService
     jobs: JobService
     feed: JobFeed
+    stream_credentials: StreamCredentials  # what a job's events_url carries
 
     def close(self) -> None:
         self.engine.dispose()
@@ -174,6 +177,9 @@ def build(
             uow=uow, reads=read_uow, queue=queue, drafting=drafting, policy=policy, clock=utcnow
         ),
         feed=feed,
+        stream_credentials=StreamCredentials(
+            keys, timedelta(minutes=settings.events_url_minutes)
+        ),
     )
 
 

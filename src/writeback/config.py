@@ -93,6 +93,7 @@ class Environment(BaseModel):
     cors_origins: CommaList = Field((), alias="WRITEBACK_CORS_ORIGINS")
     sse_lifetime: PositiveFloat = Field(120.0, alias="WRITEBACK_SSE_LIFETIME")
     sse_poll_interval: PositiveFloat = Field(2.0, alias="WRITEBACK_SSE_POLL_INTERVAL")
+    events_url_minutes: PositiveFloat = Field(10.0, alias="WRITEBACK_EVENTS_URL_MINUTES")
     # The retry policy
     max_attempts: PositiveInt = Field(_DEFAULT.max_attempts, alias="WRITEBACK_RETRY_MAX_ATTEMPTS")
     backoff_base: PositiveFloat = Field(_DEFAULT.backoff_base, alias="WRITEBACK_RETRY_BACKOFF")
@@ -179,6 +180,8 @@ class Settings:
     # reads the database at least this often in case a wake-up was missed.
     sse_lifetime: float
     sse_poll_interval: float
+    # How long the credential in a job's events_url lets a browser (re)open its event stream.
+    events_url_minutes: float
 
     @property
     def uses_filesystem_broker(self) -> bool:
@@ -268,4 +271,5 @@ def _settings(raw: Environment) -> Settings:
         cors_origins=raw.cors_origins,
         sse_lifetime=raw.sse_lifetime,
         sse_poll_interval=raw.sse_poll_interval,
+        events_url_minutes=raw.events_url_minutes,
     )
