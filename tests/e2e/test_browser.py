@@ -119,9 +119,11 @@ def browser_api(
         "browser-api", compose_command("api", {"0.0.0.0:8000": f"127.0.0.1:{port}"}), env, logs
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _up(f"{url}/readyz"), timeout=30)
-    yield url
-    api.stop()
+    try:
+        wait_until(lambda: _up(f"{url}/readyz"), timeout=30)
+        yield url
+    finally:
+        api.stop()
 
 
 @pytest.fixture(scope="module")

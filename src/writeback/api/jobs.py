@@ -119,8 +119,11 @@ def events(job_id: str) -> Response | dict[str, object]:
     c.jobs.get(me, job_ref)  # 404 before the stream starts
 
     def read_after(last_id: int) -> tuple[Sequence[JobEvent], bool]:
-        job = c.jobs.get(me, job_ref)
-        return c.jobs.events(me, job_ref, last_id), job.state not in IN_FLIGHT_STATES
+        # The state is read before the events, so that a final state's own event is among them.
+        # A version in the feed is an in-flight job's: no read needed to know that much.
+        known = c.feed.version(job_ref)
+        final = known.final if known else c.jobs.get(me, job_ref).state not in IN_FLIGHT_STATES
+        return c.jobs.events(me, job_ref, last_id), final
 
     stream = streams.job_events(
         read_after,
