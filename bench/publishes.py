@@ -14,7 +14,7 @@ from writeback.adapters.job_feed import CHANNELS
 
 
 def main(path: str) -> None:
-    pubsub = redis.Redis.from_url(REDIS_URL).pubsub()  # type: ignore[no-untyped-call]
+    pubsub = redis.Redis.from_url(REDIS_URL).pubsub()
     pubsub.psubscribe(CHANNELS)
     with open(path, "w", buffering=1) as out:
         for message in pubsub.listen():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -157,24 +157,31 @@ def frontend(browser_api: str, account: dict[str, Any], simulator_process: Simul
     return api
 
 
-def _session(api: Api, simulator: Simulator, fault: str, **params: float) -> int:
-    """A session whose ticket answers with `fault`: the job stays in flight long enough to be
-    seen moving."""
-    ticket_id = simulator.new_ticket()
-    simulator.fault(fault, ticket_id, **params)
-    return api.session(api.connect_simulator(simulator.url), ticket_id)
-
-
-def test_the_readme_snippet_follows_a_job_live_through_reconnections(
+@pytest.fixture
+def resolve_in_browser(
     page: Page,
     frontend: Api,
     browser_api: str,
     account: dict[str, Any],
     simulator_process: Simulator,
-) -> None:
-    session_id = _session(frontend, simulator_process, "slow", delay=1.0, times=-1)
+) -> Callable[..., dict[str, Any]]:
+    """Runs the README's snippet in the page on a new session whose ticket answers with
+    `fault` (so that the job stays in flight long enough to be seen moving), with or without
+    the browser's EventSource; gives what the snippet returned and what the page saw."""
 
-    run = page.evaluate(RUN_SNIPPET, [browser_api, account["token"], session_id, True])
+    def run(fault: str, *, streaming: bool, **params: float) -> dict[str, Any]:
+        ticket_id = simulator_process.new_ticket()
+        simulator_process.fault(fault, ticket_id, **params)
+        session_id = frontend.session(frontend.connect_simulator(simulator_process.url), ticket_id)
+        return page.evaluate(RUN_SNIPPET, [browser_api, account["token"], session_id, streaming])
+
+    return run
+
+
+def test_the_readme_snippet_follows_a_job_live_through_reconnections(
+    resolve_in_browser: Callable[..., dict[str, Any]], frontend: Api
+) -> None:
+    run = resolve_in_browser("slow", streaming=True, delay=1.0, times=-1)
 
     job = run["job"]
     assert job["state"] == "succeeded" and job["outcome"] == "resolved"
@@ -190,16 +197,10 @@ def test_the_readme_snippet_follows_a_job_live_through_reconnections(
 
 
 def test_the_readme_snippet_polls_conditionally_without_eventsource(
-    page: Page,
-    frontend: Api,
-    browser_api: str,
-    account: dict[str, Any],
-    simulator_process: Simulator,
+    resolve_in_browser: Callable[..., dict[str, Any]],
 ) -> None:
     # A 429 holds the job for 5 s, longer than two polls apart: some polls find no change.
-    session_id = _session(frontend, simulator_process, "rate_limit", retry_after=5, times=1)
-
-    run = page.evaluate(RUN_SNIPPET, [browser_api, account["token"], session_id, False])
+    run = resolve_in_browser("rate_limit", streaming=False, retry_after=5, times=1)
 
     assert run["job"]["state"] == "succeeded"
     polls = run["seen"]["fetches"][1:]
