@@ -78,6 +78,9 @@ class PageServer(ThreadingHTTPServer):
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                if self.path not in files:  # the browser asks for /favicon.ico
+                    self.send_error(404)
+                    return
                 content_type, text = files[self.path]
                 body = text.encode()
                 self.send_response(200)
