@@ -96,7 +96,7 @@ def test_redis_feed_keeps_versions_with_their_account_as_plain_json() -> None:
     assert known is not None and replace(known, body=None) == version_of(job)
     # The body kept beside the version is the API's own answer for the job.
     assert known.body == JobView.of(job).body()
-    stored = json.loads(fakeredis.FakeRedis(server=server).get(f"writeback:job:{job.id}:version"))
+    stored = json.loads(fakeredis.FakeRedis(server=server).get(f"writeback:job:{job.id}:json"))
     assert stored == {"account_id": 7, "etag": job_etag(job), "job": JobView.of(job).body()}
     # A final job is not kept: if it is re-posted later, nothing here says "failed".
     feed.publish(replace(job, state="failed"), ())

@@ -33,7 +33,9 @@ RECONNECT_DELAY = 1.0
 
 
 def _key(job_id: str) -> str:
-    return f"writeback:job:{job_id}:version"
+    # Not the `:version` key of the four-line format before it: during a rolling upgrade each
+    # release reads only what its own kind wrote (and the other's is gone within the TTL).
+    return f"writeback:job:{job_id}:json"
 
 
 def _channel(job_id: str) -> str:
@@ -164,7 +166,7 @@ class RedisJobFeed:
 
     def _listen(self) -> None:
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
+            pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]
             try:
                 pubsub.psubscribe(CHANNELS)
                 while True:

@@ -120,7 +120,8 @@ def events(job_id: str) -> Response | dict[str, object]:
 
     def read_after(last_id: int) -> tuple[Sequence[JobEvent], bool]:
         # The state is read before the events, so that a final state's own event is among them.
-        # A version in the feed is an in-flight job's: no read needed to know that much.
+        # A version in the feed is an in-flight job's: no read needed to know that much (where
+        # a transition went unpublished, the end comes late by at most the feed's TTL).
         known = c.feed.version(job_ref)
         final = known.final if known else c.jobs.get(me, job_ref).state not in IN_FLIGHT_STATES
         return c.jobs.events(me, job_ref, last_id), final
