@@ -53,10 +53,16 @@ def test_the_credential_opens_no_other_job_and_no_other_route(
     url, api = gunicorn_api
     session_ids = api.session(), api.session()
     first, second = (api.start(session_id) for session_id in session_ids)
-    edited = first["events_url"].replace(first["job_id"], second["job_id"])
-    refused = requests.get(edited, headers=STREAM, timeout=10)
+    # Another job in the path: that job does not exist for this credential.
+    path_edited = first["events_url"].replace(
+        f"/jobs/{first['job_id']}/", f"/jobs/{second['job_id']}/"
+    )
+    refused = requests.get(path_edited, headers=STREAM, timeout=10)
     assert refused.status_code == 404
     assert refused.headers["Content-Type"] == "application/problem+json"
+    # The job in the credential edited too: the signature no longer holds.
+    all_edited = first["events_url"].replace(first["job_id"], second["job_id"])
+    assert requests.get(all_edited, headers=STREAM, timeout=10).status_code == 401
     access = parse_qs(urlsplit(first["events_url"]).query)["access"][0]
     for path in (
         f"/api/v1/jobs/{first['job_id']}",
