@@ -119,11 +119,15 @@ def browser_api(
         "WRITEBACK_SSE_LIFETIME": "1",
     }
     api = Process(
-        "browser-api", compose_command("api", {"0.0.0.0:8000": f"127.0.0.1:{port}"}), env, logs
+        f"browser-api-{port}",  # one log per broker's run
+        compose_command("api", {"0.0.0.0:8000": f"127.0.0.1:{port}"}),
+        env,
+        logs,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _up(f"{url}/readyz"), timeout=30)
+        # Booting the app took over 30 s once, on two cores shared by five suites.
+        wait_until(lambda: _up(f"{url}/readyz"), timeout=90)
         yield url
     finally:
         api.stop()
