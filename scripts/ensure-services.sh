@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL, Redis and RabbitMQ answer on 127.0.0.1 for the test suite (use the
-# running servers, start stopped ones, install absent ones from Debian packages) and that wrk is
-# there. For development and CI machines only: it installs packages and edits pg_hba.conf.
+# running servers, start stopped ones, install absent ones from Debian packages) and that wrk and
+# Chromium are there. For development and CI machines only: it installs packages and edits
+# pg_hba.conf.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -60,4 +61,10 @@ if ! command -v wrk >/dev/null; then
   echo "ensure-services: installing wrk" >&2
   apt_install wrk
 fi
-echo "ensure-services: PostgreSQL, Redis and RabbitMQ are up, wrk is installed" >&2
+# The browser of the end-to-end tests (tests/e2e/test_browser.py drives it with Playwright):
+# Debian's own build, since Playwright's browser download cannot be reached from CI.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "ensure-services: installing Chromium" >&2
+  apt_install chromium
+fi
+echo "ensure-services: PostgreSQL, Redis and RabbitMQ are up, wrk and Chromium are installed" >&2

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 import redis
@@ -34,6 +35,7 @@ from writeback.adapters.psa.http import HttpClient
 from writeback.adapters.psa.registry import ProviderRegistry, default_specs
 from writeback.adapters.psa.slots import LocalSlots, RedisSlots, Slots
 from writeback.adapters.queue import BrokerEpoch, CeleryJobQueue, create_celery_app
+from writeback.adapters.stream_credentials import StreamCredentials
 from writeback.config import Settings, is_redis, load_settings
 from writeback.domain.accounts import AccountService
 from writeback.domain.connections import ConnectionService
@@ -75,6 +77,7 @@ class Container:
     sessions: SessionService
     jobs: JobService
     feed: JobFeed
+    stream_credentials: StreamCredentials  # what a job's events_url carries
 
     def close(self) -> None:
         self.engine.dispose()
@@ -176,6 +179,7 @@ def build(
         sessions=SessionService(uow=uow, reads=read_uow, clock=utcnow),
         jobs=JobService(uow=uow, reads=read_uow, scheduler=scheduler, drafting=drafting),
         feed=feed,
+        stream_credentials=StreamCredentials(keys, timedelta(minutes=settings.events_url_minutes)),
     )
 
 

@@ -278,6 +278,14 @@ class Settings(BaseSettings):
             "wake-up was missed"
         ),
     )
+    events_url_minutes: PositiveFloat = Field(
+        10.0,
+        alias="WRITEBACK_EVENTS_URL_MINUTES",
+        description=(
+            "how long the credential in a job's `events_url` lets a browser (re)open its event "
+            "stream; then the stream answers 401 `events_url_expired`"
+        ),
+    )
     anthropic_api_key: str | None = Field(
         None,
         alias="ANTHROPIC_API_KEY",

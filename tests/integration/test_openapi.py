@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from openapi_spec_validator import validate
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,13 @@ def test_the_document_covers_every_route_with_errors_and_auth(
     )
     status = document["components"]["schemas"]["BoardStatusOut"]["properties"]
     assert status["closedStatus"]["deprecated"] is True and "closed_status" in status
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict) -> None:
+    validate(document)  # raises, naming the place, on anything OAS 3.1 does not allow
+    events = document["paths"]["/api/v1/jobs/{job_id}/events"]["get"]
+    assert events["security"] == [{"bearer": []}, {"events_url": []}]
+    assert document["components"]["schemas"]["Job"]["properties"]["events_url"]["type"] == "string"
 
 
 def test_the_docs_page_serves_its_own_assets(flask_client: FlaskClient) -> None:

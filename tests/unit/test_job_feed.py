@@ -14,7 +14,7 @@ import fakeredis
 from tests.support import wait_until
 from tests.unit.conftest import World
 from writeback.adapters.job_feed import LocalJobFeed, RedisJobFeed
-from writeback.adapters.job_view import Job
+from writeback.adapters.job_view import JobView
 from writeback.api import streams
 from writeback.domain.job_versions import job_etag, poll_after_ms, version_of
 from writeback.domain.model import JobEvent, JobKind, JobState, WritebackJob
@@ -86,19 +86,18 @@ def test_every_committed_transition_is_published(world: World) -> None:
     assert len({etag for _, etag in feed.published}) == len(feed.published)
 
 
-def test_redis_feed_keeps_versions_with_their_account_and_wakes_subscribers() -> None:
+def test_redis_feed_keeps_versions_with_their_account_as_plain_json() -> None:
     server = fakeredis.FakeServer()
     feed = RedisJobFeed(fakeredis.FakeRedis(server=server))
     job = _job(state="running")
-    subscription = feed.subscribe(job.id)
     assert feed.version(job.id) is None
     feed.publish(job, ())
     known = feed.version(job.id)
     assert known is not None and replace(known, body=None) == version_of(job)
     # The body kept beside the version is the API's own answer for the job.
-    assert known.body is not None and json.loads(known.body) == Job.of(job).body()
-    assert subscription.wait(1.0)
-    subscription.close()
+    assert known.body == JobView.of(job).body()
+    stored = json.loads(fakeredis.FakeRedis(server=server).get(f"writeback:job:{job.id}:json"))
+    assert stored == {"account_id": 7, "etag": job_etag(job), "job": JobView.of(job).body()}
     # A final job is not kept: if it is re-posted later, nothing here says "failed".
     feed.publish(replace(job, state="failed"), ())
     assert feed.version(job.id) is None
@@ -113,7 +112,7 @@ def test_versions_read_once_are_served_locally_until_the_job_changes() -> None:
     other = RedisJobFeed(fakeredis.FakeRedis(server=server))  # another process: the worker
     job = _job(state="queued")
     other.publish(job, ())
-    assert feed.version(job.id) is not None  # starts this process's invalidation listener
+    assert feed.version(job.id) is not None  # starts this process's listener
     wait_until(lambda: feed._near._live)
     assert feed.version(job.id) == other.version(job.id)
     server.connected = False  # nothing reaches Redis: the version comes from this process
@@ -123,6 +122,28 @@ def test_versions_read_once_are_served_locally_until_the_job_changes() -> None:
     other.publish(running, ())
     # The job's channel drops the local copy: the next read sees the new version.
     wait_until(lambda: (v := feed.version(job.id)) is not None and v.etag == job_etag(running))
+
+
+def test_one_listener_per_process_wakes_the_streams_of_the_job_that_changed() -> None:
+    server = fakeredis.FakeServer()
+    feed = RedisJobFeed(fakeredis.FakeRedis(server=server))
+    worker = RedisJobFeed(fakeredis.FakeRedis(server=server))  # another process
+    job, other_job = _job(state="queued"), _job(state="queued", id="another")
+    followers = [feed.subscribe(job.id), feed.subscribe(job.id)]
+    bystander = feed.subscribe(other_job.id)
+    wait_until(lambda: feed._near._live)
+    for wakeup in (*followers, bystander):
+        wakeup.wait(0)  # streams that began before the listener are told to read once more
+    assert not bystander.wait(0.01)
+    worker.publish(replace(job, state="running"), ())
+    assert all(follower.wait(5.0) for follower in followers)
+    assert not bystander.wait(0.05)
+    for follower in (*followers, bystander):
+        follower.close()
+    assert not feed._wakeups._following  # nothing kept for streams that ended
+    # Streams hold no subscription of their own in Redis: the process's one pattern serves all.
+    redis_client = fakeredis.FakeRedis(server=server)
+    assert redis_client.pubsub_channels() == [] and redis_client.pubsub_numpat() == 1
 
 
 def test_local_feed_wakes_subscribers_and_keeps_no_versions() -> None:

@@ -1,17 +1,22 @@
-"""JobFeed adapters: Redis for deployments (versions shared by every API process, pub/sub
-wake-ups for event streams), in-process for the embedded defaults."""
+"""JobFeed adapters: Redis for deployments, in-process for the embedded defaults.
+
+Through Redis, the worker keeps each in-flight job's API answer under one key (plain JSON) and
+says on the job's channel that it changed. Each process has one listener on those channels: it
+drops the process's copy of the job's version and wakes the event streams that follow the job,
+so an open stream costs no Redis connection of its own."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
 
 import redis
 
-from writeback.adapters.job_view import Job
+from writeback.adapters.job_view import JobView
 from writeback.adapters.near_cache import NearCache
 from writeback.domain.job_versions import JobVersion, version_of
 from writeback.domain.model import JobEvent, WritebackJob
@@ -23,39 +28,104 @@ log = logging.getLogger(__name__)
 # by at most this, never as a wrong final state. A final job is read from the database: one that
 # is re-posted later must not keep answering "failed" from here.
 IN_FLIGHT_TTL = 60
+CHANNELS = "writeback:job:*:events"
+RECONNECT_DELAY = 1.0
 
 
 def _key(job_id: str) -> str:
-    return f"writeback:job:{job_id}:version"
+    # Not the `:version` key of the four-line format before it: during a rolling upgrade each
+    # release reads only what its own kind wrote (and the other's is gone within the TTL).
+    return f"writeback:job:{job_id}:json"
 
 
 def _channel(job_id: str) -> str:
     return f"writeback:job:{job_id}:events"
 
 
+class Wakeups:
+    """The event streams of this process, by job: `notify` wakes those following the job."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._following: dict[str, set[Wakeup]] = {}
+
+    def follow(self, job_id: str) -> Wakeup:
+        wakeup = Wakeup(self, job_id)
+        with self._lock:
+            self._following.setdefault(job_id, set()).add(wakeup)
+        return wakeup
+
+    def notify(self, job_id: str | None) -> None:
+        """Wake the streams of `job_id`, or of every job (None: changes may have been missed)."""
+        with self._lock:
+            woken = [
+                wakeup
+                for followed, wakeups in self._following.items()
+                if job_id is None or followed == job_id
+                for wakeup in wakeups
+            ]
+        for wakeup in woken:
+            wakeup.set()
+
+    def forget(self, wakeup: Wakeup) -> None:
+        with self._lock:
+            wakeups = self._following.get(wakeup.job_id, set())
+            wakeups.discard(wakeup)
+            if not wakeups:
+                self._following.pop(wakeup.job_id, None)
+
+
+class Wakeup:
+    """A Subscription: `wait` returns True if the job changed since the last wait (or since
+    `follow`), False after `timeout` without a change."""
+
+    def __init__(self, wakeups: Wakeups, job_id: str) -> None:
+        self._wakeups, self.job_id = wakeups, job_id
+        self._changed = threading.Event()
+
+    def set(self) -> None:
+        self._changed.set()
+
+    def wait(self, timeout: float) -> bool:
+        woke = self._changed.wait(timeout)
+        # A change notified between the wait and here is not lost: the caller reads the store
+        # next, after it happened.
+        self._changed.clear()
+        return woke
+
+    def close(self) -> None:
+        self._wakeups.forget(self)
+
+
 class RedisJobFeed:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
-        self._near = NearCache(client)
+        self._near = NearCache()
+        self._wakeups = Wakeups()
+        self._lock = threading.Lock()
+        self._listener_pid: int | None = None
 
     def publish(self, job: WritebackJob, events: Sequence[JobEvent]) -> None:
         version = version_of(job)
-        # Four lines: account, ETag, poll hint, the body (JSON escapes its own newlines).
-        body = json.dumps(Job.of(job).body(), separators=(",", ":"))
-        value = f"{version.account_id}\n{version.etag}\n{version.poll_after_ms or ''}\n{body}"
         try:
             pipe = self._redis.pipeline(transaction=False)
             if version.final:
                 pipe.delete(_key(job.id))
             else:
-                pipe.set(_key(job.id), value, ex=IN_FLIGHT_TTL)
-            pipe.publish(_channel(job.id), json.dumps([str(e.event) for e in events]))
+                stored = {
+                    "account_id": job.account_id,
+                    "etag": version.etag,
+                    "job": JobView.of(job).body(),
+                }
+                pipe.set(_key(job.id), json.dumps(stored), ex=IN_FLIGHT_TTL)
+            pipe.publish(_channel(job.id), "")  # a wake-up: followers read the store
             pipe.execute()
-            self._near.drop(job.id)  # this process sees its own change at once
         except redis.RedisError as exc:  # the transition is committed; followers fall back
             log.warning("job feed: publish of job %s failed: %s", job.id, type(exc).__name__)
+        self._changed(job.id)  # this process sees its own change at once
 
     def version(self, job_id: str) -> JobVersion | None:
+        self._start_listener()
         return self._near.get(job_id, lambda: self._read_version(job_id))
 
     def _read_version(self, job_id: str) -> JobVersion | None:
@@ -66,44 +136,57 @@ class RedisJobFeed:
             return None
         if raw is None:
             return None
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        account_id, etag, poll_after, body = text.split("\n", 3)
-        return JobVersion(int(account_id), etag, int(poll_after) if poll_after else None, body)
+        stored = json.loads(raw)
+        job = stored["job"]
+        return JobVersion(stored["account_id"], stored["etag"], job["poll_after_ms"], job)
 
-    def subscribe(self, job_id: str) -> RedisSubscription:
-        return RedisSubscription(self._redis, _channel(job_id))
+    def subscribe(self, job_id: str) -> Wakeup:
+        wakeup = self._wakeups.follow(job_id)
+        self._start_listener()
+        return wakeup
 
+    def _changed(self, job_id: str | None) -> None:
+        if job_id is None:
+            self._near.reset(live=False)
+        else:
+            self._near.drop(job_id)
+        self._wakeups.notify(job_id)
 
-class RedisSubscription:
-    def __init__(self, client: redis.Redis, channel: str) -> None:
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        try:
-            self._pubsub.subscribe(channel)
-        except redis.RedisError as exc:  # the stream still works, by polling the store
-            log.warning("job feed: subscribe failed: %s", type(exc).__name__)
-            self._pubsub = None
+    def _start_listener(self) -> None:
+        """One listener per process, started on first use (gunicorn forks its workers after the
+        app is built, and a thread does not survive a fork)."""
+        if self._listener_pid == os.getpid():
+            return
+        with self._lock:
+            if self._listener_pid == os.getpid():
+                return
+            self._listener_pid = os.getpid()
+            self._near.reset(live=False)
+        threading.Thread(target=self._listen, name="job-feed", daemon=True).start()
 
-    def wait(self, timeout: float) -> bool:
-        if self._pubsub is None:
-            threading.Event().wait(timeout)
-            return False
-        deadline = time.monotonic() + timeout
-        try:
-            # None also comes back at once for the (ignored) subscribe confirmation.
-            while (remaining := deadline - time.monotonic()) > 0:
-                if self._pubsub.get_message(timeout=remaining) is not None:
-                    return True
-        except redis.RedisError:
-            self.close()
-        return False
-
-    def close(self) -> None:
-        if self._pubsub is not None:
-            pubsub, self._pubsub = self._pubsub, None
+    def _listen(self) -> None:
+        while True:
+            pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]
             try:
-                pubsub.close()
-            except redis.RedisError:
-                pass
+                pubsub.psubscribe(CHANNELS)
+                while True:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "psubscribe":  # from here on, no change goes unseen
+                        self._wakeups.notify(None)  # streams read once more what they missed
+                        self._near.reset(live=True)
+                    elif message["type"] == "pmessage":
+                        self._changed(message["channel"].decode().split(":")[2])
+            except redis.RedisError as exc:
+                self._changed(None)
+                log.warning("job feed: changes unheard (%s); reading Redis", type(exc).__name__)
+                time.sleep(RECONNECT_DELAY)
+            finally:
+                try:
+                    pubsub.close()
+                except redis.RedisError:
+                    pass
 
 
 class LocalJobFeed:
@@ -112,37 +195,13 @@ class LocalJobFeed:
     304 for a changed job."""
 
     def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._generation: dict[str, int] = {}
+        self._wakeups = Wakeups()
 
     def publish(self, job: WritebackJob, events: Sequence[JobEvent]) -> None:
-        with self._changed:
-            if version_of(job).final:  # nothing follows a final job: keep the map bounded
-                self._generation.pop(job.id, None)
-            else:
-                self._generation[job.id] = self._generation.get(job.id, 0) + 1
-            self._changed.notify_all()
+        self._wakeups.notify(job.id)
 
     def version(self, job_id: str) -> JobVersion | None:
         return None
 
-    def subscribe(self, job_id: str) -> LocalSubscription:
-        return LocalSubscription(self, job_id)
-
-
-class LocalSubscription:
-    def __init__(self, feed: LocalJobFeed, job_id: str) -> None:
-        self._feed, self._job_id = feed, job_id
-        self._seen = feed._generation.get(job_id, 0)
-
-    def wait(self, timeout: float) -> bool:
-        feed = self._feed
-        with feed._changed:
-            woke = feed._changed.wait_for(
-                lambda: feed._generation.get(self._job_id, 0) != self._seen, timeout
-            )
-            self._seen = feed._generation.get(self._job_id, 0)
-        return woke
-
-    def close(self) -> None:
-        """Nothing held."""
+    def subscribe(self, job_id: str) -> Wakeup:
+        return self._wakeups.follow(job_id)

@@ -1,10 +1,10 @@
-"""The job as the API shows it: one pydantic model for the API's answer, its OpenAPI schema
-and the copy the job feed keeps in Redis, so both answers are the same bytes."""
+"""The job as the API shows it: one pydantic model for the API's answer (which adds the job's
+links), its OpenAPI schema and the copy the job feed keeps in Redis, so both answers agree."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,7 +27,7 @@ class JobError(Out):
 JobStateName = Literal["queued", "running", "retrying", "succeeded", "failed"]
 
 
-class Job(Out):
+class JobView(Out):
     id: str
     kind: Literal["resolve", "escalate"]
     session_id: int
@@ -48,10 +48,6 @@ class Job(Out):
     )
 
     @classmethod
-    def of(cls, j: WritebackJob) -> Job:
-        return cls.model_validate(
-            {
-                **{name: getattr(j, name) for name in cls.model_fields if name != "poll_after_ms"},
-                "poll_after_ms": poll_after_ms(j),
-            }
-        )
+    def of(cls, j: WritebackJob, **links: str) -> Self:
+        shown = {name: getattr(j, name) for name in JobView.model_fields if hasattr(j, name)}
+        return cls.model_validate({**shown, "poll_after_ms": poll_after_ms(j), **links})

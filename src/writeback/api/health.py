@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from writeback.adapters.metrics import seconds_since_sweep
 from writeback.api.context import container
 from writeback.api.errors import problem
 from writeback.api.openapi import documented
-from writeback.adapters.metrics import seconds_since_sweep
 from writeback.api.responses import Out
 
 log = logging.getLogger(__name__)

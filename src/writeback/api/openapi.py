@@ -111,20 +111,37 @@ def document() -> dict[str, Any]:
     )
     job["responses"]["200"]["headers"] = POLL_HEADERS
     job["responses"]["304"]["headers"] = POLL_HEADERS
-    events = doc["paths"]["/api/v1/jobs/{job_id}/events"]["get"]
-    events["parameters"].append(
-        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}
-    )
-    events["responses"]["200"]["content"]["text/event-stream"] = {
-        "schema": {"type": "string"},
-        "description": "With Accept: text/event-stream: one `event: job_event` per audit "
-        "event (data: an Event), `id:` the event id; ends at a final state, or after the "
-        "connection's lifetime (reconnect with Last-Event-ID).",
-    }
+    _document_the_stream(doc)
     post = doc["paths"][WRITEBACK_PATH]["post"]
     post["requestBody"]["content"]["application/json"]["examples"] = WRITEBACK_EXAMPLES
     _link(doc)
     return doc
+
+
+def _document_the_stream(doc: dict[str, Any]) -> None:
+    """The event stream: a second way in (an events_url's credential), its resume header, and
+    what it sends (described on the response: a media type object holds no description)."""
+    doc["components"]["securitySchemes"]["events_url"] = {
+        "type": "apiKey",
+        "in": "query",
+        "name": "access",
+        "description": "The credential in a job's events_url: that one job's stream only, for "
+        "WRITEBACK_EVENTS_URL_MINUTES; then 401 `events_url_expired` (GET the job again, "
+        "without If-None-Match, for a fresh events_url).",
+    }
+    events = doc["paths"]["/api/v1/jobs/{job_id}/events"]["get"]
+    events["security"] = [{"bearer": []}, {"events_url": []}]
+    events["parameters"].append(
+        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}
+    )
+    ok = events["responses"]["200"]
+    ok["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+    ok["description"] = (
+        "The job's audit events. With Accept: text/event-stream, a live stream: one "
+        "`event: job_event` per audit event (`data:` an Event, `id:` its id), then `event: end` "
+        "at a final state; a connection ends after WRITEBACK_SSE_LIFETIME seconds, and the "
+        "client reconnects with Last-Event-ID to get only what came after."
+    )
 
 
 WRITEBACK_EXAMPLES = {

@@ -1,6 +1,6 @@
 """Response models: what each route answers, validated as built and documented from the same
-classes in the OpenAPI document. The job's own model is in adapters/job_view.py: the job feed
-keeps it in Redis, so a poll is answered without the database."""
+classes in the OpenAPI document. The job's own fields are in adapters/job_view.py: the job feed
+keeps them in Redis, so a poll is answered without the database."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from writeback.adapters.job_view import Job as Job
+from writeback.adapters.job_view import JobView
 from writeback.adapters.job_view import Out as Out
 from writeback.api.schemas import renamed_to
 from writeback.domain.model import (
@@ -154,9 +154,22 @@ class Preview(Out):
     usage: dict[str, int] | None
 
 
+EVENTS_URL = Field(
+    description="The job's live events (Server-Sent Events), for a browser's own EventSource: "
+    "absolute, and authorised by a credential of its own for this one job, valid "
+    "WRITEBACK_EVENTS_URL_MINUTES. Once it has expired the stream answers 401 "
+    "events_url_expired: GET the job again (without If-None-Match) for a fresh one."
+)
+
+
+class Job(JobView):
+    events_url: str = EVENTS_URL
+
+
 class Accepted(Out):
     job_id: str
     status_url: str
+    events_url: str = EVENTS_URL
 
 
 class JobPage(Out):

@@ -158,13 +158,17 @@ class JobListQuery(Strict):
         default_factory=list
     )
     kind: list[Literal["resolve", "escalate"]] = Field(default_factory=list)
+    # Documented as text (what is sent), nullable as their default is.
     older_than: Annotated[
         timedelta | None,
-        WithJsonSchema({"type": "string", "pattern": r"^\d+[smhd]?$", "examples": ["30m"]}),
+        WithJsonSchema(
+            {"type": ["string", "null"], "pattern": r"^\d+[smhd]?$", "examples": ["30m"]}
+        ),
     ] = Field(default=None, le=MAX_AGE)
     limit: int = Field(default=50, ge=1, le=200)
     cursor: Annotated[
-        JobCursor | None, WithJsonSchema({"type": "string", "description": "next_cursor"})
+        JobCursor | None,
+        WithJsonSchema({"type": ["string", "null"], "description": "next_cursor"}),
     ] = None
 
     @field_validator("state", "kind", mode="before")

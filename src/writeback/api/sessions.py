@@ -3,6 +3,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from writeback.api.context import authenticate_request, body, container, principal
+from writeback.api.jobs import links
 from writeback.api.openapi import documented
 from writeback.api.responses import Accepted, Preview, Session
 from writeback.api.schemas import MAX_ID, SessionIn, SessionPatch, WritebackIn
@@ -60,8 +61,8 @@ def post_writeback(session_id: int, document: str) -> tuple[dict[str, object], i
     job = container().jobs.request_writeback(
         principal(), session_id, WRITEBACK_ROUTES[document], data.markdown
     )
-    status_url = f"/api/v1/jobs/{job.id}"
-    return Accepted(job_id=job.id, status_url=status_url).body(), 202, {"Location": status_url}
+    accepted = Accepted(job_id=job.id, **links(job.id))
+    return accepted.body(), 202, {"Location": accepted.status_url}
 
 
 @bp.post(f"{SESSION}{DOCUMENT}/preview")

@@ -5,8 +5,10 @@ the API that answers from the database always agree."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from writeback.domain.model import IN_FLIGHT_STATES, JobState, WritebackJob
 
@@ -20,8 +22,8 @@ class JobVersion:
     account_id: int
     etag: str  # quoted, as sent in the ETag header
     poll_after_ms: int | None  # None once the job is final
-    # The job as the API shows it (JSON), when the feed keeps it: a poll then needs no read.
-    body: str | None = None
+    # The job as the API shows it, when the feed keeps it: a poll then needs no read.
+    body: Mapping[str, Any] | None = None
 
     @property
     def final(self) -> bool:
