@@ -230,7 +230,7 @@ class FakeUnitOfWork:
         self._events.clear()
         self._changed.clear()
         for job in changed.values() if self.feed is not None else ():
-            self.feed.publish(job, ())  # type: ignore[union-attr]
+            self.feed.publish(job)  # type: ignore[union-attr]
 
     def _release(self) -> None:
         for key in self._held:

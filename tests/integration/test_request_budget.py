@@ -49,7 +49,7 @@ def test_on_any_broker_every_process_shares_the_budget_and_the_job_feed(
         budget_of["one"].gate("connectwise", tenant)()  # the tenant's one request this second
         with pytest.raises(BudgetWait):
             budget_of["other"].gate("connectwise", tenant)()
-        container.feed.publish(job, ())
+        container.feed.publish(job)
         seen = other.feed.version(job.id)
         assert seen is not None and seen == container.feed.version(job.id)
     finally:

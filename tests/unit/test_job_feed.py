@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -40,7 +39,7 @@ class RecordingFeed:
     def __init__(self) -> None:
         self.published: list[tuple[str, str]] = []
 
-    def publish(self, job: WritebackJob, events: Sequence[JobEvent]) -> None:
+    def publish(self, job: WritebackJob) -> None:
         self.published.append((str(job.state), job_etag(job)))
 
     def version(self, job_id: str) -> None:
@@ -91,7 +90,7 @@ def test_redis_feed_keeps_versions_with_their_account_as_plain_json() -> None:
     feed = RedisJobFeed(fakeredis.FakeRedis(server=server))
     job = _job(state="running")
     assert feed.version(job.id) is None
-    feed.publish(job, ())
+    feed.publish(job)
     known = feed.version(job.id)
     assert known is not None and replace(known, body=None) == version_of(job)
     # The body kept beside the version is the API's own answer for the job.
@@ -99,10 +98,10 @@ def test_redis_feed_keeps_versions_with_their_account_as_plain_json() -> None:
     stored = json.loads(fakeredis.FakeRedis(server=server).get(f"writeback:job:{job.id}:json"))
     assert stored == {"account_id": 7, "etag": job_etag(job), "job": JobView.of(job).body()}
     # A final job is not kept: if it is re-posted later, nothing here says "failed".
-    feed.publish(replace(job, state="failed"), ())
+    feed.publish(replace(job, state="failed"))
     assert feed.version(job.id) is None
     server.connected = False  # Redis away: publishing never raises, versions are unknown
-    feed.publish(job, ())
+    feed.publish(job)
     assert feed.version(job.id) is None
 
 
@@ -111,7 +110,7 @@ def test_versions_read_once_are_served_locally_until_the_job_changes() -> None:
     feed = RedisJobFeed(fakeredis.FakeRedis(server=server))
     other = RedisJobFeed(fakeredis.FakeRedis(server=server))  # another process: the worker
     job = _job(state="queued")
-    other.publish(job, ())
+    other.publish(job)
     assert feed.version(job.id) is not None  # starts this process's listener
     wait_until(lambda: feed._near._live)
     assert feed.version(job.id) == other.version(job.id)
@@ -119,7 +118,7 @@ def test_versions_read_once_are_served_locally_until_the_job_changes() -> None:
     assert feed.version(job.id) is not None
     server.connected = True
     running = replace(job, state="running", attempts=1)
-    other.publish(running, ())
+    other.publish(running)
     # The job's channel drops the local copy: the next read sees the new version.
     wait_until(lambda: (v := feed.version(job.id)) is not None and v.etag == job_etag(running))
 
@@ -135,7 +134,7 @@ def test_one_listener_per_process_wakes_the_streams_of_the_job_that_changed() ->
     for wakeup in (*followers, bystander):
         wakeup.wait(0)  # streams that began before the listener are told to read once more
     assert not bystander.wait(0.01)
-    worker.publish(replace(job, state="running"), ())
+    worker.publish(replace(job, state="running"))
     assert all(follower.wait(5.0) for follower in followers)
     assert not bystander.wait(0.05)
     for follower in (*followers, bystander):

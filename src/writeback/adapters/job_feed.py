@@ -12,14 +12,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
 
 import redis
 
 from writeback.adapters.job_view import JobView
 from writeback.adapters.near_cache import NearCache
 from writeback.domain.job_versions import JobVersion, version_of
-from writeback.domain.model import JobEvent, WritebackJob
+from writeback.domain.model import WritebackJob
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ class RedisJobFeed:
         self._lock = threading.Lock()
         self._listener_pid: int | None = None
 
-    def publish(self, job: WritebackJob, events: Sequence[JobEvent]) -> None:
+    def publish(self, job: WritebackJob) -> None:
         version = version_of(job)
         try:
             pipe = self._redis.pipeline(transaction=False)
@@ -197,7 +196,7 @@ class LocalJobFeed:
     def __init__(self) -> None:
         self._wakeups = Wakeups()
 
-    def publish(self, job: WritebackJob, events: Sequence[JobEvent]) -> None:
+    def publish(self, job: WritebackJob) -> None:
         self._wakeups.notify(job.id)
 
     def version(self, job_id: str) -> JobVersion | None:

@@ -307,10 +307,10 @@ class Subscription(Protocol):
 
 class JobFeed(Protocol):
     """Committed job transitions, told to whoever follows the job (pollers, event streams).
-    `publish` is called after each commit that changes a job, with the audit events committed
-    with it (possibly none); it never raises: the commit already happened."""
+    `publish` is called by the unit of work after each commit that changes a job; it never
+    raises: the commit already happened. Followers read the events from the store."""
 
-    def publish(self, job: WritebackJob, events: Sequence[JobEvent]) -> None: ...
+    def publish(self, job: WritebackJob) -> None: ...
 
     def version(self, job_id: str) -> JobVersion | None:
         """The job's last published version, or None when unknown (never published, expired,

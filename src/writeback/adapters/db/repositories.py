@@ -552,7 +552,7 @@ class SqlAlchemyUnitOfWork:
         self._changed.clear()
         if self._feed is not None:
             for job in changed.values():
-                self._feed.publish(job, ())
+                self._feed.publish(job)
 
     def rollback(self) -> None:
         self._session.rollback()
