@@ -185,6 +185,8 @@ class Oracle:
         world, interval = self.world, self.world.sweep_interval
         if not job.in_flight or job.message_id is None:
             return None  # final, or held: due jobs are watched by watch_admission
+        if world.frozen_lock(("jobs", job.id)):
+            return None  # a paused process's transaction holds it: the sweep skips it till then
         if job.state is JobState.RUNNING:
             if job.lease_until is None or job.lease_until > now:
                 return None

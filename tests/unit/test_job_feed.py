@@ -148,7 +148,7 @@ def test_one_listener_per_process_wakes_the_streams_of_the_job_that_changed() ->
 def test_local_feed_wakes_subscribers_and_keeps_no_versions() -> None:
     feed, job = LocalJobFeed(), _job(state="running")
     subscription = feed.subscribe(job.id)
-    threading.Timer(0.05, feed.publish, (job, ())).start()
+    threading.Timer(0.05, feed.publish, (job,)).start()
     assert subscription.wait(5.0)
     assert not subscription.wait(0.01)
     assert feed.version(job.id) is None
