@@ -189,6 +189,37 @@ def test_an_upgrade_from_0004_never_aborts_and_never_strands_a_job(
 
     migrate.upgrade(url)  # never aborts on data
 
+    # While the roll-out runs, the previous release's API still creates jobs its own way.
+    rolling = simulator.new_ticket()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        _insert(
+            conn,
+            "ai_sessions",
+            id=9,
+            account_id=1,
+            user_id=1,
+            session_type="chat",
+            intake_type="free_text",
+            intake_content='{"text": "printer"}',
+            conversation_messages="[]",
+            psa_connection_id=1,
+            psa_ticket_id=rolling,
+            status="active",
+            state_version=1,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        jobs["from_the_old_api"] = _job(
+            conn, 9, "resolve", "queued", "draft", due_at=NOW, tenant="psa:1", version=0
+        )
+        own = conn.execute(
+            sa.text("SELECT psa_connection_id, psa_ticket_id FROM writeback_jobs WHERE id = :id"),
+            {"id": jobs["from_the_old_api"]},
+        ).one()
+    engine.dispose()
+    assert tuple(own) == (1, rolling)  # the ticket its session names, as this release records
+
     container = bootstrap.build(load_settings(env))
     issued = container.accounts.create_token(1)
     api = Api(flask_sender(create_app(container).test_client(), issued.token), issued.token)
@@ -210,7 +241,7 @@ def test_an_upgrade_from_0004_never_aborts_and_never_strands_a_job(
     try:
         # Held and due: the sweep admits them; the one caught mid-post waits the settle time,
         # finds its note and posts none.
-        for name in ("queued", "retrying", "local"):
+        for name in ("queued", "retrying", "local", "from_the_old_api"):
             assert api.wait_job(jobs[name], timeout=60)["state"] == "succeeded", name
         assert api.wait_job(jobs["posting"], timeout=120)["state"] == "succeeded"
         assert len(simulator.ticket(tickets["B"])["notes"]) == 1

@@ -21,6 +21,25 @@ branch_labels = None
 depends_on = None
 
 log = logging.getLogger("alembic.runtime.migration")
+# While the previous release still runs beside this one, its API creates jobs without a ticket
+# of their own: on PostgreSQL a trigger gives each the ticket its session names, as this
+# release's API does. (SQLite runs one release at a time.) Dropped one release later.
+TICKET_FUNCTION = """
+CREATE FUNCTION writeback_jobs_own_ticket() RETURNS trigger AS $$
+BEGIN
+  IF NEW.psa_ticket_id IS NULL THEN
+    SELECT s.psa_connection_id, s.psa_ticket_id INTO NEW.psa_connection_id, NEW.psa_ticket_id
+    FROM ai_sessions s
+    WHERE s.id = NEW.session_id AND s.psa_connection_id IS NOT NULL
+      AND s.psa_ticket_id IS NOT NULL;
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql
+"""
+TICKET_TRIGGER = """
+CREATE TRIGGER writeback_jobs_own_ticket BEFORE INSERT ON writeback_jobs
+FOR EACH ROW EXECUTE FUNCTION writeback_jobs_own_ticket()
+"""
 # A job caught running by the upgrade may have a note POST in flight from the worker that
 # stopped: it waits this long (the default settle time) and looks for the note first.
 SETTLE = timedelta(seconds=60)
@@ -69,6 +88,9 @@ def upgrade() -> None:
             postgresql_where=sa.text(UNSENT),
             sqlite_where=sa.text(UNSENT),
         )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(TICKET_FUNCTION)
+        op.execute(TICKET_TRIGGER)
     sweeps = op.create_table(
         "sweeps",
         sa.Column("name", sa.String(20), nullable=False),
@@ -162,6 +184,9 @@ def _mark_second_closes(now: datetime) -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER writeback_jobs_own_ticket ON writeback_jobs")
+        op.execute("DROP FUNCTION writeback_jobs_own_ticket()")
     op.drop_table("sweeps")
     with op.batch_alter_table("writeback_jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_writeback_jobs_unsent")
