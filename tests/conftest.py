@@ -1,12 +1,13 @@
 """Fixtures shared by the suites that run the service on a real broker, and how `make test`
 spreads the suite over pytest-xdist workers.
 
-`make test` runs `pytest -n N --dist loadgroup`: the tests that share a stack of processes carry
-the same `xdist_group` and run in one worker, one after another, so each stack starts once per
-run; groups and ungrouped tests run side by side. A test joins a group through the fixtures it
-uses, never by hand:
-- the integration and end-to-end tests of one broker (`broker_url`): group `<suite>-<broker>`;
-- the fault scenarios on a shared stack: see tests/faults/conftest.py.
+`make test` runs `pytest -n 4 --dist loadgroup`. The tests that share a stack of processes carry
+one `xdist_group` and run in one worker, one after another; groups, and the tests in none, run
+side by side, longest first. A test joins a group through the fixtures it uses, never by hand:
+- the integration and end-to-end tests of one broker (`broker_url`): `<suite>-<broker>`;
+- the fault scenarios of one shared stack: see tests/faults/conftest.py.
+The suites' stacks are fixtures of package scope: a worker stops them as it leaves the suite,
+so a finished group holds no processes, CPU or database connections while the others run.
 """
 
 from __future__ import annotations

@@ -52,19 +52,19 @@ TIGHT = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pg() -> Iterator[PrivatePostgres]:
     with PrivatePostgres() as server:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def broker() -> Iterator[PrivateRedis]:
     with PrivateRedis() as server:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     """One ConnectWise simulator process for the suite; every scenario uses its own tickets."""
     process, simulator = start_simulator("connectwise", tmp_path_factory.mktemp("faults-sim"))
@@ -190,7 +190,7 @@ class SharedStack:
             self._current = None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shared_stack(
     pg: PrivatePostgres,
     broker: PrivateRedis,
