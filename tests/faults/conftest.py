@@ -2,12 +2,13 @@
 Flower), on a PRIVATE PostgreSQL and Redis that the tests stop and restart, driven only over
 HTTP, the CLI, the simulator's control routes and signals. Nothing of ours is imported.
 
-Stacks are shared, and each scenario takes one through a fixture:
-- `deployment`: the suite's stack, for scenarios that kill or pause its processes, or give the
-  PSA faults, but leave the servers running;
-- `own_deployment`: the stack of the module, on servers of the module's own (`own_pg`,
-  `own_redis`), for scenarios that stop those servers: put them in a module of their own kind;
-- a scenario about other settings builds its own with `deploy` (see test_worker_kill.py).
+Stacks are shared; a scenario takes one through a fixture:
+- `deployment`: the suite's stack, for scenarios that kill, pause or restart its processes or
+  give the PSA faults, and leave the servers running;
+- `own_deployment`: the stack of the scenario's module, on servers of the module's own
+  (`own_pg`, `own_redis`), for scenarios that stop those servers;
+- a scenario about other settings, or that needs a pristine stack, deploys its own with
+  `deploy` (see test_worker_kill.py).
 Before each scenario the shared stack is checked (every process running and not stopped,
 /readyz ready) and replaced when the previous scenario left it otherwise, so a scenario that
 breaks it fails alone; a scenario must give back what it paused or stopped (in a `finally`).
@@ -164,27 +165,38 @@ class SharedStack:
     restarts a worker that exited) is replaced, and the reason printed."""
 
     def __init__(
-        self, pg: PrivatePostgres, broker: PrivateRedis, sim: Simulator, logs: Callable[[], Path]
+        self,
+        pg: PrivatePostgres,
+        broker: PrivateRedis,
+        sim: Simulator,
+        tmp_path_factory: pytest.TempPathFactory,
+        name: str,
     ) -> None:
-        self._servers, self._sim, self._logs = (pg, broker), sim, logs
+        self._servers, self._sim, self._tmp, self._name = (pg, broker), sim, tmp_path_factory, name
         self._current: Deployment | None = None
 
-    def take(self, name: str) -> Deployment:
+    def __enter__(self) -> SharedStack:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop()
+
+    def take(self) -> Deployment:
         current = self._current
         if current is not None:
             try:
                 wait_until(lambda: not current.unfit(), timeout=15, interval=0.5)
             except AssertionError:
                 print(f"the shared stack is replaced: {'; '.join(current.unfit())}")
-                self.stop()
+                self._stop()
         if self._current is None:
             pg, broker = self._servers
-            logs = self._logs()
+            logs = self._tmp.mktemp(self._name)
             env = bare_env(new_database(pg.admin_url), broker.url, logs / "data", **TIGHT)
-            self._current = deploy(env, self._sim, logs, name)
+            self._current = deploy(env, self._sim, logs, self._name)
         return self._current
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         if self._current is not None:
             self._current.stack.stop()
             self._current = None
@@ -197,15 +209,14 @@ def shared_stack(
     sim: Simulator,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SharedStack]:
-    shared = SharedStack(pg, broker, sim, lambda: tmp_path_factory.mktemp("faults"))
-    yield shared
-    shared.stop()
+    with SharedStack(pg, broker, sim, tmp_path_factory, "faults") as shared:
+        yield shared
 
 
 @pytest.fixture
 def deployment(shared_stack: SharedStack) -> Deployment:
     """The suite's shared stack, for scenarios that leave the servers running."""
-    return shared_stack.take("faults")
+    return shared_stack.take()
 
 
 @pytest.fixture(scope="module")
@@ -228,15 +239,14 @@ def own_shared_stack(
     sim: Simulator,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SharedStack]:
-    shared = SharedStack(own_pg, own_redis, sim, lambda: tmp_path_factory.mktemp("outage"))
-    yield shared
-    shared.stop()
+    with SharedStack(own_pg, own_redis, sim, tmp_path_factory, "outage") as shared:
+        yield shared
 
 
 @pytest.fixture
 def own_deployment(own_shared_stack: SharedStack) -> Deployment:
     """The module's stack on the module's own servers, for scenarios that stop them."""
-    return own_shared_stack.take("outage")
+    return own_shared_stack.take()
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
