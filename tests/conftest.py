@@ -1,7 +1,7 @@
 """Fixtures shared by the suites that run the service on a real broker, and how `make test`
 spreads the suite over pytest-xdist workers.
 
-`make test` runs `pytest -n 4 --dist loadgroup`. The tests that share a stack of processes carry
+`make test` runs `pytest -n 3 --dist loadgroup`. The tests that share a stack of processes carry
 one `xdist_group` and run in one worker, one after another; groups, and the tests in none, run
 side by side, longest first. A test joins a group through the fixtures it uses, never by hand:
 - the integration and end-to-end tests of one broker (`broker_url`): `<suite>-<broker>`;
