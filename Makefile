@@ -7,6 +7,9 @@ UV_VERSION := 0.13.8
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet
 # The integration and e2e suites run once per broker.
 export WRITEBACK_TEST_BROKERS ?= redis,amqp
+# pytest-xdist workers: the suite mostly waits on processes it started, so more than the cores;
+# each worker runs at most one stack on the machine's PostgreSQL at a time (max_connections 100).
+TEST_WORKERS ?= 3
 
 .PHONY: install run demo test lint bench lock
 
@@ -45,7 +48,7 @@ lint: install
 
 test: lint
 	scripts/ensure-services.sh
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 ## Benchmarks: each figure beside a baseline measured in the same run (needs wrk).
 bench: install

@@ -75,8 +75,13 @@ class Stack:
                 logs,
             ),
         ]
-        wait_until(lambda: _up(f"{self.sim.url}/__sim/faults"), timeout=30)
-        wait_until(lambda: _up(f"{self.api_url}/readyz"), timeout=30)
+        try:
+            wait_until(lambda: _up(f"{self.sim.url}/__sim/faults"), timeout=30)
+            wait_until(lambda: _up(f"{self.api_url}/readyz"), timeout=30)
+        except AssertionError:  # no close() will stop them: they would outlive the run
+            for process in self._processes:
+                process.stop()
+            raise
         self.container = bootstrap.build(load_settings(self.env))
 
     @contextmanager

@@ -57,12 +57,12 @@ def _up(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-logs")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack_env(
     broker_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
@@ -96,9 +96,9 @@ def private_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     drop_database(database_url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def simulator_process(logs: Path) -> Iterator[Simulator]:
-    """One for the whole run, whatever the broker: it needs none of the stack's settings."""
+    """One for the suite, whatever the broker: it needs none of the stack's settings."""
     port = free_port()
     process = Process(
         "simulator",
@@ -126,12 +126,17 @@ class Stack:
         self.api = Process(f"{name}-api", api, self.env, logs)
         self.beat = Process(f"{name}-beat", compose_command("beat"), self.env, logs)
         self.flower = Process(f"{name}-flower", flower, self.env, logs)
-        self.worker = celery_worker(self.env, logs, f"{name}-worker")
+        self.worker = celery_worker(self.env, logs, f"{name}-worker", wait=False)
         self._logs, self._name = logs, name
         self._lock, self._stopping, self.restarts = threading.Lock(), False, 0
         threading.Thread(target=self._supervise, name=f"{name}-restarts", daemon=True).start()
-        wait_until(lambda: _up(f"{self.url}/readyz"), timeout=30)
-        wait_until(lambda: _up(f"{self.flower_url}/healthcheck"), timeout=30)
+        try:
+            self.worker.wait_for_log("ready.")
+            wait_until(lambda: _up(f"{self.url}/readyz"), timeout=30)
+            wait_until(lambda: _up(f"{self.flower_url}/healthcheck"), timeout=30)
+        except AssertionError:  # in sessions of their own, they would outlive the run
+            self.stop()
+            raise
 
     def _supervise(self) -> None:
         """What `restart: unless-stopped` in docker-compose.yml does for the worker and beat: one
@@ -166,19 +171,19 @@ class Stack:
             process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(stack_env: dict[str, str], logs: Path) -> Iterator[Stack]:
     running = Stack(stack_env, logs, "e2e")
     yield running
     running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api_url(stack: Stack) -> str:
     return stack.url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack_worker(stack: Stack) -> Process:
     return stack.worker
 

@@ -5,11 +5,9 @@ its job runs and finalizes."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
-import redis
 import requests
 from celery import Celery
 
@@ -26,21 +24,24 @@ pytestmark = pytest.mark.faults
 STEPS = ("draft", "post_note", "transition_status", "verify", "finalize")
 
 
-def _publish(d: Deployment, task: str, job_id: str) -> None:
-    """A step message as our producer sends it: the task by name, the job id its only argument."""
+def _publish(d: Deployment, task: str, job_id: str) -> str:
+    """A step message as our producer sends it: the task by name, the job id its only argument.
+    Its task id."""
     producer = Celery("faults-producer", broker=d.stack.env["CELERY_BROKER_URL"])
     try:
-        producer.send_task(task, args=[job_id], queue=d.stack.env["WRITEBACK_QUEUE"])
+        return str(producer.send_task(task, args=[job_id], queue=d.stack.env["WRITEBACK_QUEUE"]).id)
     finally:
         producer.close()
 
 
-def _drained(d: Deployment) -> None:
-    broker = redis.Redis.from_url(d.stack.env["CELERY_BROKER_URL"])
-    try:
-        wait_until(lambda: broker.llen(d.stack.env["WRITEBACK_QUEUE"]) == 0, timeout=30)
-    finally:
-        broker.close()
+def _handled(d: Deployment, task_ids: list[str]) -> None:
+    """Until the worker ran each task to an outcome: Celery's tracer logs one line per run."""
+
+    def done() -> bool:
+        traced = [line for line in d.stack.worker.log.splitlines() if "celery.app.trace" in line]
+        return all(any(f"[{task_id}]" in line for line in traced) for task_id in task_ids)
+
+    wait_until(done, timeout=30)
 
 
 def test_the_same_step_message_delivered_twice_posts_one_note(deployment: Deployment) -> None:
@@ -52,10 +53,8 @@ def test_the_same_step_message_delivered_twice_posts_one_note(deployment: Deploy
     _publish(d, "writeback.post_note", job_id)  # while the first delivery is mid-POST
 
     assert_all_succeeded([d.wait_job(job_id)])
-    for step in STEPS:  # and every step once more after the job finished
-        _publish(d, f"writeback.{step}", job_id)
-    _drained(d)
-    time.sleep(2)  # the last messages taken are handled
+    # and every step once more after the job finished
+    _handled(d, [_publish(d, f"writeback.{step}", job_id) for step in STEPS])
     job = d.client.get(f"/jobs/{job_id}")
     assert job["state"] == "succeeded", f"a replayed step message turned the job into {job}"
     assert_one_note_each(d.sim, [ticket])
@@ -102,7 +101,11 @@ def test_a_double_submit_hammered_across_finalize_makes_one_job_and_one_note(
         wait_until(
             lambda: d.client.get(f"/ai-sessions/{session}")["status"] == "resolved", timeout=60
         )
-        time.sleep(1.0)  # keep posting past the finalize
+        # keep posting past the finalize, until as many posts as threads were told so
+        wait_until(
+            lambda: sum(b.get("code") == "already_resolved" for _, b in list(answers)) >= 6,
+            timeout=30,
+        )
     finally:
         stop.set()
         for thread in threads:

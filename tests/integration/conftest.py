@@ -36,27 +36,27 @@ from writeback_simulators.server import serve
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def database_url() -> Iterator[str]:
     url = create_database("wb_it")
     yield url
     drop_database(url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def simulator() -> Iterator[Simulator]:
     with serve(connectwise.create_app()) as server:
         yield Simulator(server.url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def llm() -> Iterator[str]:
     """The Messages API stub: drafts in these tests come from the model path."""
     with serve(anthropic_stub.create_app()) as server:
         yield server.url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def service_env(
     database_url: str, llm: str, broker_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
@@ -77,7 +77,7 @@ def service_env(
     redis.Redis.from_url(REDIS_URL).delete(queue)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def worker(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Process]:
@@ -86,7 +86,7 @@ def worker(
     process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def container(service_env: dict[str, str]) -> Iterator[bootstrap.Container]:
     built = bootstrap.build(load_settings(service_env))
     yield built
@@ -103,7 +103,7 @@ def flask_sender(client: FlaskClient, token: str) -> Any:
     return send
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def flask_client(container: bootstrap.Container) -> FlaskClient:
     return create_app(container).test_client()
 
@@ -139,7 +139,7 @@ def http_sender(base_url: str, token: str) -> Any:
     return send
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gunicorn_url(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:

@@ -8,9 +8,10 @@ import pytest
 import redis
 from kombu import Queue
 
-from tests.support import REDIS_URL, Api, wait_until
+from tests.servers import PrivateRedis
+from tests.support import Api, wait_until
 from writeback import bootstrap
-from writeback.adapters.queue import EPOCH_KEY, BrokerEpoch, CeleryJobQueue, create_celery_app
+from writeback.adapters.queue import BrokerEpoch, CeleryJobQueue, create_celery_app
 from writeback.domain.model import Step
 
 pytestmark = pytest.mark.integration
@@ -44,10 +45,13 @@ def test_a_step_message_carries_only_the_job_id_under_its_task_name_and_message_
 def test_a_message_sent_before_the_broker_lost_its_data_is_known_lost(
     container: bootstrap.Container,
 ) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    queue = CeleryJobQueue(create_celery_app(container.settings), BrokerEpoch(client, ttl=0.3))
-    before = queue.new_message_id()
-    client.delete(EPOCH_KEY)  # what a restart of a Redis that keeps nothing on disk does
-    assert not queue.lost(before)  # each process reads the epoch at most once per `ttl`
-    wait_until(lambda: queue.lost(before), timeout=5, interval=0.05)
-    assert not queue.lost(queue.new_message_id())
+    # A private Redis, restarted for real: the machine's carries the epoch of every stack running.
+    with PrivateRedis() as server:
+        client = redis.Redis.from_url(server.url)
+        queue = CeleryJobQueue(create_celery_app(container.settings), BrokerEpoch(client, ttl=0.3))
+        before = queue.new_message_id()
+        server.restart()  # it keeps nothing on disk: the epoch is gone with the messages
+        assert not queue.lost(before)  # each process reads the epoch at most once per `ttl`
+        wait_until(lambda: queue.lost(before), timeout=5, interval=0.05)
+        assert not queue.lost(queue.new_message_id())
+        client.close()

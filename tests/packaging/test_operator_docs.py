@@ -7,6 +7,10 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.packaging
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "writeback"
 # Codes of API answers only: a job never ends with them.
