@@ -48,7 +48,7 @@ def _rank(item: pytest.Item) -> int:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=_rank)  # stable: the order pytest chose for its fixtures stays within a rank
-    if config.getvalue("loadgroup"):  # an xdist worker, under --dist loadgroup
+    if getattr(config.option, "loadgroup", False):  # an xdist worker, under --dist loadgroup
         _send_groups(items)
 
 

@@ -393,7 +393,8 @@ class FakeJobs:
         job = self.tx.row("jobs", job_id)
         if job is None or job.message_id != message_id or job.state is not JobState.RUNNING:
             return False
-        self._update(job_id, lease_until=self.tx.store.clock() + timedelta(seconds=lease))
+        renewed = self.tx.store.clock() + timedelta(seconds=lease)
+        self._update(job_id, lease_until=max(job.lease_until or renewed, renewed))
         return True
 
     def sent(self, job_id: str, message_id: str) -> None:

@@ -196,13 +196,17 @@ class Settings(BaseSettings):
         alias="WRITEBACK_RETRY_BACKOFF_MAX",
         description="the longest of those waits (seconds)",
     )
+    # How long a PSA may still be storing a write it received: a look for the note sooner
+    # could miss one about to land. Generous: real PSAs take a second or two.
     post_settle: PositiveFloat = Field(
-        default_factory=lambda given: 2 * given["psa_timeout"],
+        default_factory=lambda given: given["psa_timeout"] + 15,
         alias="WRITEBACK_POST_SETTLE",
         description=(
-            "after an ambiguous post failure, wait this long before looking for the note (seconds)"
+            "how long a PSA may still be storing a note it received: after an ambiguous post, "
+            "or a takeover of a step whose post may be in flight, the note is looked for no "
+            "sooner (seconds)"
         ),
-        json_schema_extra=shown("2 × PSA timeout"),
+        json_schema_extra=shown("PSA timeout + 15"),
     )
     step_lease: PositiveFloat = Field(
         _RETRY.step_lease,

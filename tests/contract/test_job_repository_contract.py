@@ -32,6 +32,7 @@ from writeback.domain.model import (
     utcnow,
 )
 from writeback.domain.ports import UnitOfWork
+from writeback.domain.retry import RetryPolicy
 
 BACKENDS = ("fake", "postgresql", "sqlite")
 
@@ -177,8 +178,8 @@ def test_leases_are_judged_by_the_databases_clock(db: Db) -> None:
         expired = tx.jobs.get(gone)
         taken = tx.jobs.get(live)
         assert expired is not None and taken is not None
-        expired.recover("m9", now, counted=True, settle=60)
-        taken.recover("m9", now, counted=True, settle=60)
+        expired.recover("m9", now, counted=True, policy=RetryPolicy())
+        taken.recover("m9", now, counted=True, policy=RetryPolicy())
         assert tx.jobs.save(expired, lease_expired=True)  # a takeover, once it ran out
         assert not tx.jobs.save(taken, lease_expired=True)
         tx.commit()
@@ -196,6 +197,10 @@ def test_a_heartbeat_renews_by_the_databases_clock_and_keeps_the_version(db: Db)
     assert after.version == before.version
     assert after.lease_until is not None
     assert timedelta(seconds=299) < after.lease_until - now < timedelta(seconds=301)
+    with db.uow() as tx:  # never shorter: a fenced write may have lengthened it
+        assert tx.jobs.heartbeat(job_id, owner, 5)
+        tx.commit()
+    assert db.load(job_id).lease_until == after.lease_until
 
 
 def test_a_send_is_recorded_once_for_its_own_message(db: Db) -> None:

@@ -3,7 +3,8 @@ the provider contract suite holds to the real providers), behind what HTTP does 
 request budget paid before each request, latency, 429 with Retry-After, 5xx, answers slower than
 the client's timeout, writes stored and their answers lost, permanent refusals, and status
 changes accepted but not applied. A write the client gave up on may still be stored a little
-later, never later than the settle time (the assumption `post_settle` rests on)."""
+later, never later than the settle time after it was sent (the assumption `post_settle` rests
+on)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class SimPsa:
     faults: PsaFaults
     oracle: Oracle
     timeout: float
+    settle: float  # a write it received is stored within this, or never (WRITEBACK_POST_SETTLE)
     data: FakePsaProvider = field(default_factory=FakePsaProvider)
     reads: dict[str, list[tuple[float, int | None]]] = field(default_factory=dict)
 
@@ -148,7 +150,7 @@ class SimPsaClient:
         # client's timeout (and before the settle time the pipeline waits before it looks).
         lands = rng.uniform(0.02, 0.5)
         if fault == "slow":
-            lands = rng.uniform(0.5 * psa.timeout, psa.timeout + 25.0)
+            lands = rng.uniform(0.5 * psa.timeout, psa.settle)
             sim.trace(f"FAULT PSA {psa.name}: {name} takes {lands:.1f} s")
         applied = not (fault == "5xx" and (not write or rng.random() < 0.5))
         answer = _Answer()

@@ -408,7 +408,12 @@ class World:
                 )
                 tx.connections.add(connection)
                 psa = SimPsa(
-                    self.sim, f"psa{n}", self.plan.psa, self.oracle, self.settings.psa_timeout
+                    self.sim,
+                    f"psa{n}",
+                    self.plan.psa,
+                    self.oracle,
+                    self.settings.psa_timeout,
+                    self.policy.post_settle,
                 )
                 for t in range(4):
                     ticket = f"{n + 1}{t:03d}"

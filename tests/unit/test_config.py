@@ -112,8 +112,8 @@ def test_derived_values(tmp_path: Path) -> None:
         }
     )
     assert settings.secret_key_file == tmp_path / "secret.key"
-    # A fenced write holds the lease for the PSA's timeout; the settle time is twice it.
-    assert settings.retry == RetryPolicy(step_lease=45, post_settle=24, write_timeout=12)
+    # A fenced write holds the lease for the PSA's timeout; the settle time is 15 s more.
+    assert settings.retry == RetryPolicy(step_lease=45, post_settle=27, write_timeout=12)
     assert load_settings({"WRITEBACK_POST_SETTLE": "5"}).retry.post_settle == 5
     assert settings.psa_host_policy == HostPolicy.parse("10.20.0.0/16", allow_private=True)
     assert settings.draft_link_hosts == {"docs.example.com", "kb.example.com"}

@@ -305,12 +305,15 @@ def test_a_worker_that_died_mid_post_is_recovered_and_finds_its_note(world: Worl
         tx.commit()
     world.provider.post_note("1013", note_text(job), NoteType.RESOLUTION)
     world._delivered += 1  # its message went down with it
+    lease_until = world.job(job_id).lease_until
+    assert lease_until == world.clock() + timedelta(seconds=world.policy.write_hold)
     world.clock.advance(world.policy.write_hold - 1)
     assert world.scheduler.tick().recovered == 0  # the lease still runs: nobody steals it
     world.clock.advance(2)
     assert world.scheduler.tick().recovered == 1
-    # A POST of the dead worker may still be landing: the job settles before it looks.
-    assert world.job(job_id).due_at == world.clock() + timedelta(seconds=world.policy.post_settle)
+    # A POST of the dead worker may still be landing: the job looks once it is surely stored.
+    stored_by = lease_until + timedelta(seconds=world.policy.look_after_lease)
+    assert world.job(job_id).due_at == stored_by > world.clock()
 
     world.run(job_id)
     assert len(world.provider.notes["1013"]) == 1

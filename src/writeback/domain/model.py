@@ -415,10 +415,12 @@ class WritebackJob:
         self._hold(now)
         self._touch(now)
 
-    def recover(self, message_id: str, now: datetime, *, counted: bool, settle: float) -> bool:
+    def recover(
+        self, message_id: str, now: datetime, *, counted: bool, policy: RetryPolicy
+    ) -> bool:
         """Its delivery was lost (the worker's lease ran out, or the broker lost the message):
         the same step runs again under `message_id`. A step that may have a note POST in flight
-        is held for `settle` seconds first, and then looks for the note before posting.
+        is held until that POST is surely stored, and then looks for the note before posting.
         `counted`: the loss is proven, and counts towards delivery_lost. Returns whether
         `message_id` is to be sent now."""
         self._require(self.in_flight, "recover")
@@ -427,15 +429,16 @@ class WritebackJob:
             and self.step is Step.POST_NOTE
             and self.post_started_at is not None
         )
+        stored_by = (self.lease_until or now) + timedelta(seconds=policy.look_after_lease)
         self.state = JobState.QUEUED if self.state is JobState.RUNNING else self.state
         self.redeliveries += counted
-        if in_flight_post:
-            self._hold(now + timedelta(seconds=settle))
+        if in_flight_post and stored_by > now:
+            self._hold(stored_by)
         else:
             self._send(message_id)
             self.due_at = None
         self._touch(now)
-        return not in_flight_post
+        return self.message_id is not None
 
     # A step's result: what it found out, and where the job goes next
 

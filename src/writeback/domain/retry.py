@@ -19,9 +19,10 @@ class RetryPolicy:
     verify_attempts: int = 4
     verify_backoff_base: float = 1.0
     verify_backoff_max: float = 8.0
-    # After a write whose answer was lost (ambiguous), the PSA may still be storing it: look for
-    # it no sooner than this.
-    post_settle: float = 60.0
+    # How long a PSA may still be storing a write it received: after a write whose answer was
+    # lost (ambiguous), or a takeover of a step whose write may be in flight, look for it no
+    # sooner than this after the write could have been sent.
+    post_settle: float = 45.0
     # A running step renews its lease every `step_lease / 3`; a lease that runs out means the
     # worker is gone, and the sweeper hands the step to another worker.
     step_lease: float = 30.0
@@ -45,6 +46,13 @@ class RetryPolicy:
     @property
     def heartbeat(self) -> float:
         return self.step_lease / 3
+
+    @property
+    def look_after_lease(self) -> float:
+        """After a step's lease ran out, how long until a note its last fenced POST may have
+        sent is surely stored: that POST went out within `write_margin` of the fence, which
+        left the lease `write_hold` from then, and is stored within `post_settle` of leaving."""
+        return max(0.0, self.post_settle - self.write_timeout - self.write_margin)
 
     @property
     def write_hold(self) -> float:

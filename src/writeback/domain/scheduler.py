@@ -201,7 +201,7 @@ class Scheduler:
                 job.fail("delivery_lost", _lost_message(job.redeliveries + 1, why), now)
                 return Recovered(job, Recovery.FAILED, None)
             message_id = self._queue.new_message_id()
-            if job.recover(message_id, now, counted=counted, settle=self._policy.post_settle):
+            if job.recover(message_id, now, counted=counted, policy=self._policy):
                 return Recovered(job, Recovery.SENT, message_id)
             return Recovered(job, Recovery.SETTLING, None)
         except TransitionRefused:

@@ -212,6 +212,7 @@ _FOR_STEP = (
     )
     .where(jobs_t.c.id == sa.bindparam("job_id"))
 )
+_RENEWED = tables.db_now(sa.bindparam("lease", type_=sa.Float))
 _HEARTBEAT = (
     sa.update(jobs_t)
     .where(
@@ -219,7 +220,12 @@ _HEARTBEAT = (
         jobs_t.c.message_id == sa.bindparam("owner"),
         jobs_t.c.state == str(JobState.RUNNING),
     )
-    .values(lease_until=tables.db_now(sa.bindparam("lease", type_=sa.Float)))
+    # Never shorter than it is: a fenced write may have lengthened it.
+    .values(
+        lease_until=sa.case(
+            (jobs_t.c.lease_until > _RENEWED, jobs_t.c.lease_until), else_=_RENEWED
+        )
+    )
 )
 _SENT_STAMP = (
     sa.update(jobs_t)
