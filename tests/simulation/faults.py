@@ -10,21 +10,26 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class MessageFaults:
+class Window:
+    """Faults of one kind, drawn while the simulated time is before `end`."""
+
     end: float = 0.0
-    p_drop: float = 0.0
-    p_delay: float = 0.0
-    p_duplicate: float = 0.0
-    p_reorder: float = 0.0
-    max_delay: float = 20.0
 
     def active(self, now: float) -> bool:
         return now < self.end
 
 
 @dataclass(frozen=True)
-class PsaFaults:
-    end: float = 0.0
+class MessageFaults(Window):
+    p_drop: float = 0.0
+    p_delay: float = 0.0
+    p_duplicate: float = 0.0
+    p_reorder: float = 0.0
+    max_delay: float = 20.0
+
+
+@dataclass(frozen=True)
+class PsaFaults(Window):
     p_429: float = 0.0
     p_5xx: float = 0.0
     p_lost_answer: float = 0.0  # a write stored, its answer lost
@@ -33,13 +38,9 @@ class PsaFaults:
     p_not_applied: float = 0.0  # a status change accepted and not applied
     max_retry_after: float = 120.0
 
-    def active(self, now: float) -> bool:
-        return now < self.end
-
 
 @dataclass(frozen=True)
-class ModelFaults:
-    end: float = 0.0
+class ModelFaults(Window):
     p_unavailable: float = 0.0
     p_rejected: float = 0.0
 

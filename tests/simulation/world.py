@@ -181,11 +181,11 @@ class SimDrafter:
         sim.point("model draft")
         faults = world.plan.model
         sim.sleep(sim.rng.uniform(0.2, 3.0))
-        if faults.end > sim.now and sim.rng.random() < faults.p_unavailable:
+        if faults.active(sim.now) and sim.rng.random() < faults.p_unavailable:
             world.oracle.failure("transient")
             sim.trace("FAULT model unavailable")
             raise LlmUnavailable("model: 529 overloaded")
-        if faults.end > sim.now and sim.rng.random() < faults.p_rejected:
+        if faults.active(sim.now) and sim.rng.random() < faults.p_rejected:
             world.oracle.failure("permanent")
             sim.trace("FAULT model draft refused")
             raise DraftRejected("The model refused to draft.", "draft_refused")
