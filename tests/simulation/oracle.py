@@ -171,13 +171,12 @@ class Oracle:
             if allowance is None or not world.scheduler_can_run():
                 self.stranded_since.pop(job.id, None)
                 continue
-            since = self.stranded_since.setdefault(job.id, world.sim.now)
-            if world.sim.now - since > allowance:
+            lost = self._overrun(self.stranded_since, job.id, allowance)
+            if lost is not None:
                 self.violation(
                     f"job {job.id} ({job.state} at {job.step}, message {job.message_id}) is "
-                    f"nowhere a live process takes it from, for {world.sim.now - since:.0f} s"
+                    f"nowhere a live process takes it from, for {lost:.0f} s"
                 )
-                self.stranded_since[job.id] = world.sim.now
 
     def _unaccounted(self, job: WritebackJob, now: datetime) -> float | None:
         """None while the job is accounted for; else how long it may stay so (the net that
@@ -203,6 +202,18 @@ class Oracle:
             return world.policy.pickup_timeout + 2 * interval  # lost by the broker: last net
         return 2 * interval + 1.0  # lost with a dead worker: nothing should be lost that way
 
+    def _overrun(
+        self, since_by_job: dict[str, float], job_id: str, allowance: float
+    ) -> float | None:
+        """How long the job has been so, once that is past its allowance; the count then starts
+        again, so an overrun is reported once."""
+        now = self.world.sim.now
+        elapsed = now - since_by_job.setdefault(job_id, now)
+        if elapsed <= allowance:
+            return None
+        since_by_job[job_id] = now
+        return elapsed
+
     def watch_admission(self) -> None:
         world = self.world
         now = world.sim.datetime()  # the true time
@@ -220,13 +231,12 @@ class Oracle:
             if not due or occupied[job.tenant] >= limit or frozen or not world.scheduler_can_run():
                 self.overdue_since.pop(job.id, None)
                 continue
-            since = self.overdue_since.setdefault(job.id, world.sim.now)
-            if world.sim.now - since > late:
+            overdue = self._overrun(self.overdue_since, job.id, late)
+            if overdue is not None:
                 self.violation(
                     f"job {job.id} of {job.tenant} due and not admitted for "
-                    f"{world.sim.now - since:.1f} s though its tenant has room"
+                    f"{overdue:.1f} s though its tenant has room"
                 )
-                self.overdue_since[job.id] = world.sim.now  # report once per overrun
 
     # After the run
 
