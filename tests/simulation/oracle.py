@@ -44,6 +44,7 @@ class Run:
     step: str
     message_id: str
     actor: Actor
+    began: float
     failures: list[str] = field(default_factory=list)  # transient, ambiguous, permanent, ...
 
 
@@ -60,7 +61,7 @@ class Oracle:
     violations: list[str] = field(default_factory=list)
     created: dict[str, Created] = field(default_factory=dict)
     runs: dict[int, Run] = field(default_factory=dict)  # by actor seq
-    refused_at: dict[str, str] = field(default_factory=dict)  # job -> step a PSA refused
+    refused: dict[str, tuple[str, float]] = field(default_factory=dict)  # job -> (step, when)
     dropped: set[str] = field(default_factory=set)  # jobs a broker silently lost a message of
     overdue_since: dict[str, float] = field(default_factory=dict)
     stranded_since: dict[str, float] = field(default_factory=dict)
@@ -74,7 +75,7 @@ class Oracle:
     # Runs of steps, as worker threads report them
 
     def begin_run(self, actor: Actor, job_id: str, step: str, message_id: str) -> None:
-        self.runs[actor.seq] = Run(job_id, step, message_id, actor)
+        self.runs[actor.seq] = Run(job_id, step, message_id, actor, self.world.sim.now)
 
     def end_run(self, actor: Actor) -> None:
         self.runs.pop(actor.seq, None)
@@ -89,8 +90,13 @@ class Oracle:
             run.failures.append(kind)
 
     def psa_call(self, name: str, ticket_id: str, write: bool) -> None:
+        """A run begun after its step was refused is a retry of it; one begun before is a
+        paused step's, whose reads may go on (its writes are fenced) and whose result is dropped."""
         run = self._run()
-        if run is not None and self.refused_at.get(run.job_id) == run.step:
+        if run is None or run.job_id not in self.refused:
+            return
+        step, when = self.refused[run.job_id]
+        if run.step == step and run.began > when:
             self.violation(f"job {run.job_id} calls the PSA again at {run.step} after a refusal")
 
     def ticket_read(self, ticket_id: str, status_id: int | None) -> None:
@@ -130,7 +136,7 @@ class Oracle:
                 if job.state is JobState.RETRYING:
                     self.violation(f"job {job_id} retries {before.step} after a permanent error")
                 elif job.state is JobState.FAILED:
-                    self.refused_at[job_id] = str(before.step)
+                    self.refused[job_id] = (str(before.step), self.world.sim.now)
             took_over = (
                 before.state is JobState.RUNNING
                 and (job.message_id, job.state) != (before.message_id, before.state)
@@ -142,7 +148,7 @@ class Oracle:
                     f"{before.lease_until:%H:%M:%S.%f} (database clock {now:%H:%M:%S.%f})"
                 )
             if before.state is JobState.FAILED and job.in_flight:
-                self.refused_at.pop(job_id, None)  # retried by a person: it may run again
+                self.refused.pop(job_id, None)  # retried by a person: it may run again
 
     def check_slots(self) -> None:
         limit = self.world.policy.tenant_slots

@@ -24,7 +24,9 @@ REGRESSIONS = {
     430: "a step's permanent failure was taken for another job's retry",
     612: "the sweep waited behind the locks of a paused worker's transaction",
     1563: "a pause of the sender delayed a request it had already sent",
+    1696: "a killed worker's thread acknowledged its message as it unwound (late acks)",
     1986: "a refusal whose result was dropped was taken for the job's own",
+    4787: "a step paused before a refusal, reading once it resumed, was taken for a retry",
 }
 
 
