@@ -150,10 +150,12 @@ class SimBroker:
             return True
         return any(message_id in (m.message_id for m in getattr(c, "reserved", ())) for c in live)
 
-    def held_by_the_dead(self, message_id: str) -> bool:
-        """Taken by a consumer that died before acknowledging it: Redis gives it back after
-        the visibility timeout."""
-        return any(d.message.message_id == message_id for d in self.unacked)
+    def taken_by_the_dead(self, message_id: str) -> float | None:
+        """When a consumer that died before acknowledging it took the message, if one did:
+        Redis gives it back the visibility timeout after that."""
+        return max(
+            (d.since for d in self.unacked if d.message.message_id == message_id), default=None
+        )
 
     def ack(self, message: Message) -> None:
         self.unacked = [d for d in self.unacked if d.message is not message]

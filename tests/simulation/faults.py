@@ -62,6 +62,7 @@ class FaultPlan:
     pause_per_point: float  # chance that a worker's port call is where its process freezes
     max_pause: float
     beat_pause_per_point: float  # the same for beat: a sweep stalled between its reads and writes
+    kill_per_point: float  # chance that a worker dies at a port call: between any two statements
     skews: dict[str, float]
     events: list[Event] = field(default_factory=list)
     # Timings where a pause is most dangerous (a lease, a lease and the settle time): a pause
@@ -78,7 +79,8 @@ class FaultPlan:
         kinds = sorted({e.kind for e in self.events})
         return (
             f"faults until t={self.end:.0f}: events {kinds or 'none'}, pauses "
-            f"{self.pause_per_point:.4f}/point up to {self.max_pause:.0f} s, skews "
+            f"{self.pause_per_point:.4f}/point up to {self.max_pause:.0f} s, worker deaths "
+            f"{self.kill_per_point:.4f}/point, skews "
             f"{ {k: round(v, 1) for k, v in self.skews.items()} }"
         )
 
@@ -143,4 +145,5 @@ def draw(
         skews={p: (rng.uniform(-25, 25) if skewed else 0.0) for p in processes},
         events=events,
         critical=critical,
+        kill_per_point=_maybe(rng, 0.3, 0.01),
     )

@@ -202,8 +202,9 @@ class Oracle:
             return None  # being claimed
         if job.sent_at is None:
             return world.policy.send_grace + 2 * interval + 1.0  # sent again by the sweep
-        if world.broker.held_by_the_dead(job.message_id):
-            return RECOVERY_TARGET  # the broker gives it back
+        taken = world.broker.taken_by_the_dead(job.message_id)
+        if taken is not None:  # the broker gives it back; each consumer's death starts again
+            return RECOVERY_TARGET + max(0.0, taken - self.stranded_since.get(job.id, taken))
         if job.id in self.dropped:
             return world.policy.pickup_timeout + 2 * interval  # lost by the broker: last net
         return 2 * interval + 1.0  # lost with a dead worker: nothing should be lost that way

@@ -271,7 +271,7 @@ class World:
         self.beat_up = True
         self._setup(rng.randint(1, 3), rng.randint(2, 6))
         self.services: dict[str, Services] = {"api": self._services(self.processes["api"])}
-        sim.on_point = self._maybe_pause
+        sim.on_point = self._at_point
         self.healed_at = FAULTS_END
 
     def describe(self) -> str:
@@ -464,7 +464,7 @@ class World:
 
     # Faults
 
-    def _maybe_pause(self, actor: Actor, label: str) -> None:
+    def _at_point(self, actor: Actor, label: str) -> None:
         process, plan = actor.process, self.plan
         if process is None or process.name == "api" or self.sim.now >= plan.end:
             return
@@ -473,6 +473,8 @@ class World:
             if plan.beat_pause_per_point and rng.random() < plan.beat_pause_per_point:
                 seconds = min(rng.uniform(0.2, 15.0), plan.end - self.sim.now)
                 self.pause(process, seconds, at=label)
+        elif plan.kill_per_point and rng.random() < plan.kill_per_point:
+            self.kill_worker(process.name, min(rng.uniform(1.0, 60.0), plan.end - self.sim.now))
         elif plan.pause_per_point and rng.random() < plan.pause_per_point:
             seconds = min(plan.pause_length(rng), plan.end - self.sim.now)
             self.pause(process, seconds, at=label)
@@ -501,16 +503,7 @@ class World:
             self.beat_up = False
             sim.spawn("restart-beat", lambda: (sim.sleep(seconds), self.start_beat()))
         elif event.kind == "kill":
-            consumer = self.consumers.get(event.target)
-            if consumer is None or not consumer.process.alive:
-                return
-            sim.kill(consumer.process)
-            if self.broker_kind == "amqp":
-                self.broker.connection_lost(consumer)
-            sim.spawn(
-                f"restart-{event.target}",
-                lambda: (sim.sleep(seconds), self.start_worker(event.target)),
-            )
+            self.kill_worker(event.target, seconds)
         elif event.kind == "pause":
             process = self.processes[event.target]
             if process.alive:
@@ -518,6 +511,18 @@ class World:
                 self.pause(process, length, at="the plan")
         else:
             sim.spawn(event.kind, lambda: self._outage(event.kind, seconds))
+
+    def kill_worker(self, name: str, seconds: float) -> None:
+        """SIGKILL, and a restart `seconds` later."""
+        consumer = self.consumers.get(name)
+        if consumer is None or not consumer.process.alive:
+            return
+        self.sim.kill(consumer.process)
+        if self.broker_kind == "amqp":
+            self.broker.connection_lost(consumer)
+        self.sim.spawn(
+            f"restart-{name}", lambda: (self.sim.sleep(seconds), self.start_worker(name))
+        )
 
     def _outage(self, kind: str, seconds: float) -> None:
         def switch(down: bool) -> None:
