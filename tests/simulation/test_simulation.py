@@ -25,6 +25,7 @@ REGRESSIONS = {
     612: "the sweep waited behind the locks of a paused worker's transaction",
     1563: "a pause of the sender delayed a request it had already sent",
     1696: "a killed worker's thread acknowledged its message as it unwound (late acks)",
+    1968: "a message taken again by a consumer that then died was owed one recovery, not two",
     1986: "a refusal whose result was dropped was taken for the job's own",
     4787: "a step paused before a refusal, reading once it resumed, was taken for a retry",
 }
