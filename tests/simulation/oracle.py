@@ -204,9 +204,10 @@ class Oracle:
             return world.policy.send_grace + 2 * interval + 1.0  # sent again by the sweep
         taken = world.broker.taken_by_the_dead(job.message_id)
         if taken is not None:  # the broker gives it back; each consumer's death starts again
-            return RECOVERY_TARGET + max(0.0, taken - self.stranded_since.get(job.id, taken))
-        if job.id in self.dropped:
-            return world.policy.pickup_timeout + 2 * interval  # lost by the broker: last net
+            return RECOVERY_TARGET + self._later(job.id, taken)
+        if job.id in self.dropped:  # lost by the broker: the pick-up net counts from the send
+            sent = world.sim.now - (now - job.sent_at).total_seconds()
+            return world.policy.pickup_timeout + 2 * interval + self._later(job.id, sent)
         return 2 * interval + 1.0  # lost with a dead worker: nothing should be lost that way
 
     def _overrun(
@@ -220,6 +221,11 @@ class Oracle:
             return None
         since_by_job[job_id] = now
         return elapsed
+
+    def _later(self, job_id: str, at: float) -> float:
+        """How much later than when the job was first missed `at` is: a net's time that runs
+        from `at` (a send, a delivery) is owed from there."""
+        return max(0.0, at - self.stranded_since.get(job_id, at))
 
     def watch_admission(self) -> None:
         world = self.world
