@@ -41,7 +41,8 @@ CREATE TRIGGER writeback_jobs_own_ticket BEFORE INSERT ON writeback_jobs
 FOR EACH ROW EXECUTE FUNCTION writeback_jobs_own_ticket()
 """
 # A job caught running by the upgrade may have a note POST in flight from the worker that
-# stopped: it waits this long (the default settle time) and looks for the note first.
+# stopped: it waits this long and looks for the note first. More than the default settle time
+# (PSA timeout + 15 = 45 s): a migration cannot read the deployment's settings.
 SETTLE = timedelta(seconds=60)
 CLOSES = "uq_writeback_jobs_session_kind_closes"
 
