@@ -27,8 +27,8 @@ REGRESSIONS = {
     1696: "a killed worker's thread acknowledged its message as it unwound (late acks)",
     1968: "a message taken again by a consumer that then died was owed one recovery, not two",
     1986: "a refusal whose result was dropped was taken for the job's own",
-    6000: "a message re-sent by the unsent net and dropped was owed the pick-up net from the kill",
     4787: "a step paused before a refusal, reading once it resumed, was taken for a retry",
+    6000: "a message re-sent by the unsent net and dropped was owed the pick-up net from the kill",
 }
 
 

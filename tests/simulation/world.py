@@ -741,7 +741,7 @@ class Consumer:
                 self._run(message)
             finally:
                 self.active -= 1
-                if self.acks_late and self.process.alive:  # a killed process acknowledges nothing
+                if self.acks_late and not me.killed:  # a killed process acknowledges nothing
                     world.broker.ack(message)
                 if self.consumer_actor is not None:
                     sim.wake(self.consumer_actor)
