@@ -63,6 +63,7 @@ class SimBroker:
     on_drop: Callable[[Message], None] = lambda message: None
     down: bool = False
     epoch: int = 1
+    restarted_at: float = 0.0
     queue: list[Message] = field(default_factory=list)
     unacked: list[Delivery] = field(default_factory=list)
     waiting: list[Actor] = field(default_factory=list)
@@ -83,9 +84,11 @@ class SimBroker:
 
     def lost(self, message_id: str) -> bool:
         self.sim.point(f"broker lost? {message_id}")
-        if self.kind != "redis" or self.down:
-            return False
-        return message_id.split(".", 1)[0] != str(self.epoch)
+        return not self.down and self.lost_in_restart(message_id)
+
+    def lost_in_restart(self, message_id: str) -> bool:
+        """Sent before Redis restarted without persistence (its id names an older epoch)."""
+        return self.kind == "redis" and message_id.split(".", 1)[0] != str(self.epoch)
 
     # Publishing, with the message faults
 
@@ -185,4 +188,5 @@ class SimBroker:
             self.queue.clear()
             self.unacked.clear()
             self.epoch += 1
+            self.restarted_at = self.sim.now
         self.sim.trace(f"FAULT broker restarts (epoch {self.epoch})")

@@ -208,6 +208,8 @@ class Oracle:
         if job.id in self.dropped:  # lost by the broker: the pick-up net counts from the send
             sent = world.sim.now - (now - job.sent_at).total_seconds()
             return world.policy.pickup_timeout + 2 * interval + self._later(job.id, sent)
+        if world.broker.lost_in_restart(job.message_id):  # the sweep sees the old epoch
+            return 2 * interval + 1.0 + self._later(job.id, world.broker.restarted_at)
         return 2 * interval + 1.0  # lost with a dead worker: nothing should be lost that way
 
     def _overrun(

@@ -29,6 +29,7 @@ REGRESSIONS = {
     1986: "a refusal whose result was dropped was taken for the job's own",
     4787: "a step paused before a refusal, reading once it resumed, was taken for a retry",
     6000: "a message re-sent by the unsent net and dropped was owed the pick-up net from the kill",
+    19584: "a message lost in a Redis restart was owed the sweep's re-send from the restart",
 }
 
 
