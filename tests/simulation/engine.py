@@ -29,6 +29,10 @@ class Killed(BaseException):
     blocks of the code under test cannot swallow it."""
 
 
+# A seed takes some tens of thousands of switches; this many means actors that never wait.
+MAX_SWITCHES = 2_000_000
+
+
 class Stuck(Exception):
     """No actor can run and none will wake: the world deadlocked."""
 
@@ -167,7 +171,12 @@ class Sim:
 
     def run(self, until: float, finished: Callable[[], bool] = lambda: False) -> None:
         """Run actors until `finished()` holds or simulated time would pass `until`."""
+        switches = 0
         while not finished():
+            switches += 1
+            if switches > MAX_SWITCHES:  # a livelock: report it, with its seed, not hang the run
+                names = sorted({a.name for a in self.actors if self._runnable(a)})
+                raise Stuck(f"{MAX_SWITCHES:,} switches by t={self.now:.3f}; runnable: {names}")
             runnable = [a for a in self.actors if self._runnable(a)]
             if not runnable:
                 upcoming = self._next_time()
