@@ -104,6 +104,18 @@ class Sim:
         self.actors.append(actor)
         return actor
 
+    def close(self) -> None:
+        """Unwind every actor still suspended, now and in order. Left to the garbage collector,
+        a suspended greenlet is unwound at some moment of a later run (GreenletExit), and a
+        port it calls on the way switches into that run's loop."""
+        for actor in list(self.actors):
+            actor.killed = True
+            if actor.glet:  # started, not finished
+                self.current = actor
+                actor.glet.throw(Killed)
+        self.current = None
+        self.actors.clear()
+
     def point(self, label: str) -> None:
         """A port call of the current actor: another actor may run first."""
         actor = self.current

@@ -654,7 +654,10 @@ class World:
         with mock.patch.object(
             uuid, "uuid4", lambda: uuid.UUID(int=rng.getrandbits(128), version=4)
         ):
-            return self._run()
+            try:
+                return self._run()
+            finally:
+                self.sim.close()
 
     def _run(self) -> Oracle:
         sim = self.sim
