@@ -222,9 +222,7 @@ _HEARTBEAT = (
     )
     # Never shorter than it is: a fenced write may have lengthened it.
     .values(
-        lease_until=sa.case(
-            (jobs_t.c.lease_until > _RENEWED, jobs_t.c.lease_until), else_=_RENEWED
-        )
+        lease_until=sa.case((jobs_t.c.lease_until > _RENEWED, jobs_t.c.lease_until), else_=_RENEWED)
     )
 )
 _SENT_STAMP = (
