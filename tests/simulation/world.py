@@ -369,7 +369,9 @@ class World:
             scheduler=scheduler,
             registry=self.registry,
             drafting=drafting,
-            statuses=StatusCatalog(self.clock_of(process)),
+            # Its cache reads the clock under a thread lock: a switch there would block the one
+            # OS thread every actor runs on, so that read is no switch point.
+            statuses=StatusCatalog(lambda: self.sim.datetime(process)),
             policy=policy,
             leases=LeaseKeeper(
                 uow=self.claims, lease=policy.step_lease, threads=SimThreads(self.sim, process)
