@@ -65,6 +65,7 @@ class Oracle:
     dropped: set[str] = field(default_factory=set)  # jobs a broker silently lost a message of
     overdue_since: dict[str, float] = field(default_factory=dict)
     stranded_since: dict[str, float] = field(default_factory=dict)
+    stranded_phase: dict[str, tuple[object, ...]] = field(default_factory=dict)
 
     def violation(self, text: str) -> None:
         sim = self.world.sim
@@ -174,8 +175,12 @@ class Oracle:
         now = world.sim.datetime()
         for job in world.store.jobs.values():
             allowance = self._unaccounted(job, now)
-            if allowance is None or not world.scheduler_can_run():
+            phase = (job.state, job.step, job.message_id, job.sent_at)
+            moved = self.stranded_phase.get(job.id) != phase  # a commit since: it is not lost
+            self.stranded_phase[job.id] = phase
+            if allowance is None or moved or not world.scheduler_can_run():
                 self.stranded_since.pop(job.id, None)
+            if allowance is None or not world.scheduler_can_run():
                 continue
             lost = self._overrun(self.stranded_since, job.id, allowance)
             if lost is not None:

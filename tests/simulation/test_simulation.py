@@ -30,6 +30,7 @@ REGRESSIONS = {
     4787: "a step paused before a refusal, reading once it resumed, was taken for a retry",
     6000: "a message re-sent by the unsent net and dropped was owed the pick-up net from the kill",
     19584: "a message lost in a Redis restart was owed the sweep's re-send from the restart",
+    34642: "a job's new message was owed no more than what was left of its previous one's",
 }
 
 
