@@ -176,11 +176,11 @@ class Oracle:
         for job in world.store.jobs.values():
             allowance = self._unaccounted(job, now)
             phase = (job.state, job.step, job.message_id, job.sent_at)
-            moved = self.stranded_phase.get(job.id) != phase  # a commit since: it is not lost
-            self.stranded_phase[job.id] = phase
-            if allowance is None or moved or not world.scheduler_can_run():
+            if self.stranded_phase.get(job.id) != phase:  # a commit since: its time starts anew
                 self.stranded_since.pop(job.id, None)
+            self.stranded_phase[job.id] = phase
             if allowance is None or not world.scheduler_can_run():
+                self.stranded_since.pop(job.id, None)
                 continue
             lost = self._overrun(self.stranded_since, job.id, allowance)
             if lost is not None:
@@ -210,9 +210,8 @@ class Oracle:
         taken = world.broker.taken_by_the_dead(job.message_id)
         if taken is not None:  # the broker gives it back; each consumer's death starts again
             return RECOVERY_TARGET + self._later(job.id, taken)
-        if job.id in self.dropped:  # lost by the broker: the pick-up net counts from the send
-            sent = world.sim.now - (now - job.sent_at).total_seconds()
-            return world.policy.pickup_timeout + 2 * interval + self._later(job.id, sent)
+        if job.id in self.dropped:  # lost by the broker: the pick-up net (its send starts a phase)
+            return world.policy.pickup_timeout + 2 * interval
         if world.broker.lost_in_restart(job.message_id):  # the sweep sees the old epoch
             return 2 * interval + 1.0 + self._later(job.id, world.broker.restarted_at)
         return 2 * interval + 1.0  # lost with a dead worker: nothing should be lost that way
